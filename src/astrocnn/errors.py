@@ -1,0 +1,28 @@
+"""Error types. Every error about user input names the file and the problem in one line."""
+from __future__ import annotations
+
+import os
+
+
+class AstrocnnError(Exception):
+    """Base class for errors the tool reports to users without a traceback."""
+
+
+class InputError(AstrocnnError):
+    """A file or value given by the user cannot be used.
+
+    ``str(err)`` is ``"<path>: <problem>"`` so batch commands can log it as one line.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class RejectedSpectrum(InputError):
+    """A spectrum was read but cannot be used (too little coverage, zero variance ...)."""
+
+
+class OutputError(AstrocnnError):
+    """An output could not be written (folder not writable, disk full ...)."""

@@ -1,0 +1,324 @@
+"""Prepared data sets: one HDF5 format for everything the networks read.
+
+Layout of a prepared spectra file (``kind = "spectra"``)::
+
+    /flux      (N, n_grid) float32  normalised flux on the grid, chunked by rows
+    /ivar      (N, n_grid) float32  inverse variance of the normalised flux (0 = no data)
+    /z         (N,) float32         redshift label (NaN if unknown)
+    /cls       (N,) int8            class index into attrs["class_names"] (-1 if unknown)
+    /id        (N,) str             object id (PLATE-MJD-FIBERID or file name)
+    /snr       (N,) float32         median per-pixel S/N after resampling
+    /coverage  (N,) float32         fraction of the grid with data
+    /norm_mean, /norm_std (N,) float64   undo the normalisation: flux * std + mean
+    /truth/<column>  (N,)           simulation truth (only for simulated sets)
+    attrs: format, format_version, kind, grid (JSON), preprocess (JSON), class_names (JSON),
+           source, seed, astrocnn_version, created
+
+Files are written under a temporary name and renamed when complete, so a file with the final name is
+always whole. Rows are buffered and written in chunks, and read back in slices, so a set larger than
+memory can be streamed.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .io import atomic_path
+from .spectra.grid import LogLambdaGrid
+from .spectra.preprocess import Prepared, PreprocessConfig
+from .spectra.spectrum import CLASS_NAMES, class_index
+
+log = logging.getLogger(__name__)
+
+FORMAT = "astrocnn-prepared"
+FORMAT_VERSION = 1
+DEFAULT_CHUNK_ROWS = 256
+
+_STR = h5py.string_dtype("utf-8")
+_ROW_FIELDS = {
+    "z": np.float32,
+    "cls": np.int8,
+    "snr": np.float32,
+    "coverage": np.float32,
+    "norm_mean": np.float64,
+    "norm_std": np.float64,
+}
+
+
+def _h5_dtype(kind: str):
+    return _STR if kind in ("U", "S", "O") else np.dtype(kind if len(kind) > 1 else {"f": "f8", "i": "i8", "b": "?"}[kind])
+
+
+class PreparedWriter:
+    """Append prepared spectra to a new HDF5 file; the file appears under ``path`` only on :meth:`close`.
+
+    Use as a context manager: an exception inside the block discards the partial file.
+
+    Parameters
+    ----------
+    path : output file.
+    grid : the grid every row lives on.
+    preprocess : the preprocessing configuration used (stored for provenance and for ``predict``).
+    source : free text, e.g. ``"simulated"`` or ``"sdss:/data/dr16q"``.
+    seed : simulation seed, if any.
+    truth_columns : name -> dtype kind (``"f"``, ``"i"``, ``"b"``, ``"U"``) of simulation truth columns.
+    chunk_rows : rows per HDF5 chunk and per write.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        grid: LogLambdaGrid,
+        *,
+        preprocess: PreprocessConfig = PreprocessConfig(),
+        source: str = "",
+        seed: int | None = None,
+        truth_columns: Mapping[str, str] | None = None,
+        class_names: Sequence[str] = CLASS_NAMES,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        attrs: Mapping[str, Any] | None = None,
+    ):
+        self.path = Path(path)
+        self.grid = grid
+        self.truth_columns = dict(truth_columns or {})
+        self.class_names = tuple(class_names)
+        self.chunk_rows = int(chunk_rows)
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._h5 = h5py.File(self._tmp, "w")
+        self._n = 0
+        self._buf: dict[str, list] = {}
+        self._reset_buffer()
+        n = grid.n
+        chunks = (min(self.chunk_rows, 4096), n)
+        for name in ("flux", "ivar"):
+            self._h5.create_dataset(name, shape=(0, n), maxshape=(None, n), dtype=np.float32, chunks=chunks)
+        for name, dtype in _ROW_FIELDS.items():
+            self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
+        self._h5.create_dataset("id", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
+        if self.truth_columns:
+            g = self._h5.create_group("truth")
+            for name, kind in self.truth_columns.items():
+                g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_h5_dtype(kind), chunks=(4096,))
+        a = self._h5.attrs
+        a["format"] = FORMAT
+        a["format_version"] = FORMAT_VERSION
+        a["kind"] = "spectra"
+        a["grid"] = grid.to_json()
+        a["preprocess"] = json.dumps(asdict(preprocess))
+        a["class_names"] = json.dumps(list(self.class_names))
+        a["source"] = source
+        a["seed"] = -1 if seed is None else int(seed)
+        a["astrocnn_version"] = __version__
+        for k, v in (attrs or {}).items():
+            a[k] = v if isinstance(v, (int, float, str, np.number)) else json.dumps(v)
+
+    def _reset_buffer(self) -> None:
+        self._buf = {k: [] for k in ("flux", "ivar", "id", *_ROW_FIELDS)}
+        self._buf.update({f"truth/{k}": [] for k in self.truth_columns})
+
+    def __len__(self) -> int:
+        return self._n + len(self._buf["id"])
+
+    def append(
+        self,
+        prepared: Prepared,
+        *,
+        id: str,
+        z: float = float("nan"),
+        cls: str | int | None = None,
+        truth: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add one prepared spectrum with its labels (and simulation truth, if the file has truth columns)."""
+        if prepared.flux.shape != (self.grid.n,):
+            raise ValueError(f"{id}: flux has shape {prepared.flux.shape}, the grid has {self.grid.n} pixels")
+        b = self._buf
+        b["flux"].append(prepared.flux)
+        b["ivar"].append(prepared.ivar)
+        b["id"].append(str(id))
+        b["z"].append(z)
+        b["cls"].append(cls if isinstance(cls, (int, np.integer)) else class_index(cls))
+        b["snr"].append(prepared.snr)
+        b["coverage"].append(prepared.coverage)
+        b["norm_mean"].append(prepared.mean)
+        b["norm_std"].append(prepared.std)
+        if self.truth_columns:
+            truth = truth or {}
+            for k, kind in self.truth_columns.items():
+                default = "" if kind in ("U", "S", "O") else (-1 if kind == "i" else (False if kind == "b" else np.nan))
+                b[f"truth/{k}"].append(truth.get(k, default))
+        if len(b["id"]) >= self.chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        m = len(self._buf["id"])
+        if m == 0:
+            return
+        lo, hi = self._n, self._n + m
+        for name, values in self._buf.items():
+            ds = self._h5[name]
+            ds.resize(hi, axis=0)
+            if name in ("flux", "ivar"):
+                ds[lo:hi] = np.stack(values)
+            elif ds.dtype == _STR or h5py.check_string_dtype(ds.dtype):
+                ds[lo:hi] = np.array([str(v) for v in values], dtype=object)
+            else:
+                ds[lo:hi] = np.asarray(values, dtype=ds.dtype)
+        self._n = hi
+        self._reset_buffer()
+
+    def close(self) -> Path:
+        """Flush, close and move the file to its final name. Returns the path."""
+        if self._h5 is None:
+            return self.path
+        self._flush()
+        self._h5.attrs["n"] = self._n
+        self._h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._h5.close()
+        self._h5 = None
+        self._atomic.__exit__(None, None, None)
+        log.info("wrote %d spectra to %s", self._n, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the partial file."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+            try:
+                raise RuntimeError("aborted")
+            except RuntimeError as exc:
+                self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> "PreparedWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class PreparedSet:
+    """Read a prepared set. Labels and ids are loaded at once; flux and ivar are read in slices.
+
+    >>> ds = PreparedSet("survey.h5")
+    >>> batch = ds.read(slice(0, 256))       # dict of arrays
+    >>> ds.z, ds.cls, ds.ids, ds.grid
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(self.path, "no such file")
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise InputError(self.path, f"not a readable HDF5 file ({exc})") from exc
+        try:
+            if h5.attrs.get("format") != FORMAT:
+                raise InputError(self.path, "not an astrocnn prepared set (run 'astrocnn prepare' or 'astrocnn simulate')")
+            if int(h5.attrs.get("format_version", 0)) > FORMAT_VERSION:
+                raise InputError(
+                    self.path,
+                    f"prepared with format version {h5.attrs['format_version']}, this astrocnn reads up to {FORMAT_VERSION}",
+                )
+            self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+            self.kind = str(self.attrs.get("kind", "spectra"))
+            self.grid = LogLambdaGrid.from_json(self.attrs["grid"]) if "grid" in self.attrs else None
+            self.class_names = tuple(json.loads(self.attrs.get("class_names", json.dumps(list(CLASS_NAMES)))))
+            self.z = h5["z"][:] if "z" in h5 else None
+            self.cls = h5["cls"][:] if "cls" in h5 else None
+            self.ids = np.array([s.decode() if isinstance(s, bytes) else s for s in h5["id"][:]], dtype=object)
+            self.snr = h5["snr"][:] if "snr" in h5 else None
+            self.n = len(self.ids)
+        except KeyError as exc:
+            h5.close()
+            raise InputError(self.path, f"prepared set is missing {exc}") from exc
+        except InputError:
+            h5.close()
+            raise
+        h5.close()
+        self._h5: h5py.File | None = None
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig(**json.loads(self.attrs["preprocess"]))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _file(self) -> h5py.File:
+        # opened lazily so a set can be handed to forked data-loader workers
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def read(self, rows: slice | np.ndarray | Sequence[int], fields: Sequence[str] = ("flux", "ivar")) -> dict[str, np.ndarray]:
+        """Read ``fields`` for ``rows`` (a slice, or indices in any order). Labels come along."""
+        h5 = self._file()
+        if isinstance(rows, slice):
+            out = {f: h5[f][rows] for f in fields}
+            sel = np.arange(self.n)[rows]
+        else:
+            sel = np.asarray(rows, dtype=np.int64)
+            order = np.argsort(sel)
+            sorted_sel = sel[order]
+            uniq, inverse = np.unique(sorted_sel, return_inverse=True)
+            out = {}
+            for f in fields:
+                data = h5[f][uniq] if uniq.size else np.empty((0,) + h5[f].shape[1:], h5[f].dtype)
+                back = np.empty((sel.size,) + data.shape[1:], data.dtype)
+                back[order] = data[inverse]
+                out[f] = back
+        out["index"] = sel
+        if self.z is not None:
+            out["z"] = self.z[sel]
+        if self.cls is not None:
+            out["cls"] = self.cls[sel]
+        out["id"] = self.ids[sel]
+        return out
+
+    def column(self, name: str) -> np.ndarray:
+        """A whole per-row column (``snr``, ``coverage``, ``norm_mean`` ... or ``truth/<name>``)."""
+        h5 = self._file()
+        if name not in h5:
+            raise KeyError(f"{self.path}: no column {name!r}")
+        data = h5[name][:]
+        if h5py.check_string_dtype(h5[name].dtype):
+            data = np.array([s.decode() if isinstance(s, bytes) else s for s in data], dtype=object)
+        return data
+
+    def truth(self) -> dict[str, np.ndarray]:
+        """All simulation truth columns (empty for real data)."""
+        h5 = self._file()
+        if "truth" not in h5:
+            return {}
+        return {k: self.column(f"truth/{k}") for k in h5["truth"]}
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> "PreparedSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        return state
