@@ -1,0 +1,148 @@
+"""The ``astrocnn`` command: a thin layer over the Python API.
+
+``create_parser()`` builds the parser and ``main(argv=None) -> int`` runs it, so tests call
+``main([...])``. Errors about user input end with a one-line message and exit status 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import AstrocnnError
+
+log = logging.getLogger("astrocnn")
+
+
+def _classes(text: str) -> list[str]:
+    from .spectra.spectrum import CLASS_NAMES
+
+    names = [c.strip().lower() for c in text.split(",") if c.strip()]
+    aliases = {"quasar": "qso", "galaxies": "galaxy", "stars": "star", "qsos": "qso"}
+    names = [aliases.get(c, c) for c in names]
+    bad = [c for c in names if c not in CLASS_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown classes {bad}; choose from {','.join(CLASS_NAMES)}")
+    return names
+
+
+def create_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astrocnn", description="1D CNNs for astronomical spectra and strain.")
+    p.add_argument("--version", action="version", version=f"astrocnn {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    # simulate ------------------------------------------------------------------------------------
+    sim = sub.add_parser("simulate", help="simulate a data set")
+    sim_sub = sim.add_subparsers(dest="what", required=True)
+    s = sim_sub.add_parser("spectra", help="a BOSS-like survey of quasars, galaxies and stars, prepared for training")
+    s.add_argument("--n", type=int, required=True, help="number of objects")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, required=True, help="prepared set to write (.h5)")
+    s.add_argument("--classes", type=_classes, default=None, help="comma-separated subset of qso,galaxy,star")
+    s.add_argument("--sdss-dir", type=Path, default=None,
+                   help="also write every object as an SDSS spec-lite FITS file here, with a DR16Q-like catalog.fits")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+    # prepare -------------------------------------------------------------------------------------
+    prep = sub.add_parser("prepare", help="turn real files into a prepared set")
+    prep_sub = prep.add_subparsers(dest="what", required=True)
+    s = prep_sub.add_parser("sdss", help="SDSS spec / spec-lite FITS files or folders of them")
+    s.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--catalog", type=Path, default=None, help="DR16Q-like catalogue FITS giving the labels")
+    s.add_argument("--label-column", default="Z", help="catalogue redshift column (Z, Z_VI, Z_PIPE, ...)")
+    s.add_argument("--class-column", default=None, help="catalogue class column (CLASS_PERSON, OBJ_CLASS, ...)")
+    s.add_argument("--min-coverage", type=float, default=None, help="minimum fraction of the grid with data (0.5)")
+    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                   help="skip bad files and list them in FILE.rejects.csv (default), or stop at the first")
+
+    # show ----------------------------------------------------------------------------------------
+    s = sub.add_parser("show", help="plot a prepared spectrum with its lines marked")
+    s.add_argument("file", type=Path)
+    s.add_argument("--index", type=int, nargs="+", default=[0])
+    s.add_argument("--out", type=Path, default=None, help="PNG to write (default: FILE-<index>.png)")
+
+    # demo ----------------------------------------------------------------------------------------
+    s = sub.add_parser("demo", help="the main job on built-in simulated data")
+    s.add_argument("--out", type=Path, default=Path("runs/demo"))
+    s.add_argument("--n", type=int, default=None, help="objects to simulate")
+    s.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
+    root = logging.getLogger("astrocnn")
+    root.setLevel(level)
+    if not any(getattr(h, "_astrocnn", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("astrocnn: %(message)s"))
+        h._astrocnn = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+
+
+def _cmd_simulate(args) -> int:
+    from .spectra.pipeline import simulate_prepared
+    from .spectra.spectrum import CLASS_NAMES
+
+    report = simulate_prepared(args.n, args.seed, args.out, classes=args.classes or CLASS_NAMES,
+                               sdss_dir=args.sdss_dir, workers=args.workers)
+    print(report.summary)
+    if args.sdss_dir:
+        print(f"{args.sdss_dir}: {args.n} spec-lite files and catalog.fits")
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from .spectra.pipeline import prepare_sdss
+    from .spectra.preprocess import PreprocessConfig
+
+    config = PreprocessConfig() if args.min_coverage is None else PreprocessConfig(min_coverage=args.min_coverage)
+    report = prepare_sdss(args.inputs, args.out, catalog=args.catalog, label_column=args.label_column,
+                          class_column=args.class_column, config=config, workers=args.workers,
+                          on_error=args.on_error)
+    print(report.summary)
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from .spectra.showcase import show_prepared
+
+    out = show_prepared(args.file, args.index, args.out)
+    print(out)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    report = run_demo(args.out, n=args.n, seed=args.seed)
+    print(report)
+    return 0
+
+
+_COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = create_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return _COMMANDS[args.command](args)
+    except AstrocnnError as exc:
+        print(f"astrocnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("astrocnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
