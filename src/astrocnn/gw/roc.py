@@ -1,0 +1,79 @@
+"""ROC curve, ROC AUC, TPR at a fixed FPR and bootstrap intervals; pure numpy.
+
+Ties between scores are handled like scikit-learn: tied scores form one ROC point, so a tie between a
+positive and a negative counts one half in the AUC (the Mann-Whitney U statistic with mid-ranks).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def _check(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.size} vs {s.size}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1 (drop unknown labels first)")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or inf")
+    return y.astype(bool), s
+
+
+def roc_curve(y_true, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds): one point per distinct score, thresholds decreasing, starting at (0, 0) with
+    threshold +inf, as ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``. A sample is called
+    positive when its score >= threshold."""
+    y, s = _check(y_true, scores)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"ROC needs both classes (positives {n_pos}, negatives {n_neg})")
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(s_sorted))[0], s.size - 1]
+    tp = np.cumsum(y_sorted)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    fpr = np.r_[0.0, fp / n_neg]
+    tpr = np.r_[0.0, tp / n_pos]
+    thresholds = np.r_[np.inf, s_sorted[last_of_tie]]
+    return fpr, tpr, thresholds
+
+
+def roc_auc(y_true, scores) -> float:
+    """Area under the ROC curve: P(score of a random positive > that of a random negative) + 0.5 P(tie)."""
+    y, s = _check(y_true, scores)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"ROC AUC needs both classes (positives {n_pos}, negatives {n_neg})")
+    ranks = rankdata(s)  # mid-ranks for ties
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def tpr_at_fpr(y_true, scores, fpr: float = 0.01) -> float:
+    """The highest true-positive rate of a ROC point whose false-positive rate is <= ``fpr`` (no
+    interpolation between points, so it never claims more than a threshold achieves)."""
+    f, t, _ = roc_curve(y_true, scores)
+    return float(t[f <= fpr + 1e-12].max())
+
+
+def bootstrap_auc(y_true, scores, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """ROC AUC with a percentile bootstrap interval.
+
+    Positives and negatives are resampled separately (stratified), so every replicate has both classes in the
+    original numbers. Returns ``auc``, ``low``, ``high`` (the central ``level`` interval) and ``std``.
+    """
+    y, s = _check(y_true, scores)
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        raise ValueError(f"ROC AUC needs both classes (positives {pos.size}, negatives {neg.size})")
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
+    aucs = np.empty(n_boot)
+    for b in range(n_boot):
+        sample = np.r_[pos[rng.integers(0, pos.size, pos.size)], neg[rng.integers(0, neg.size, neg.size)]]
+        ranks = rankdata(sample)
+        aucs[b] = (ranks[labels].sum() - pos.size * (pos.size + 1) / 2.0) / (pos.size * neg.size)
+    q = (1.0 - level) / 2.0
+    return dict(auc=roc_auc(y, s), low=float(np.quantile(aucs, q)), high=float(np.quantile(aucs, 1 - q)),
+                std=float(aucs.std(ddof=1)) if n_boot > 1 else 0.0)

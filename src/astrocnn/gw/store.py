@@ -1,0 +1,337 @@
+"""Prepared gravitational-wave sets: preprocessed strain in one HDF5 file, the format the networks read.
+
+Layout (``kind = "strain"``), the GW sibling of :mod:`astrocnn.store`'s spectra sets::
+
+    /strain          (N, 3, 4096) float32  whitened, band-passed, normalised strain, chunked by rows
+    /target          (N,) int8             1 signal, 0 noise only, -1 unknown
+    /id              (N,) str              sample id
+    /snr             (N,) float32          injected network SNR (NaN if unknown or noise only)
+    /whitening_psd   (3, 2049) float64     the noise PSD (1/Hz) the strain was whitened with
+    /truth/<column>  (N,)                  simulation truth, when the source folder had a truth.csv
+    attrs: format="astrocnn-prepared", format_version=1, kind="strain", sample_rate, n_samples, detectors
+           (JSON), preprocessing (JSON: the Whitener config and the normalisation), whitening_fit (where the
+           PSD came from), whitening_n_fit, source, n, astrocnn_version, created
+
+The file appears under its final name only when complete. An evaluation set must be whitened with the
+TRAINING set's PSD: pass the training set's path (or its :class:`Whitener`) as ``whitener``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import InputError
+from ..io import atomic_path
+from .readers import DETECTORS, G2NetIndex, load_g2net_sample, read_g2net
+from .transforms import GwPreprocess, Whitener
+
+log = logging.getLogger(__name__)
+
+FORMAT = "astrocnn-prepared"
+FORMAT_VERSION = 1
+KIND = "strain"
+DEFAULT_CHUNK_ROWS = 64  # 64 x 3 x 4096 float32 = 3 MiB per chunk
+
+_STR = h5py.string_dtype("utf-8")
+
+
+class StrainWriter:
+    """Append preprocessed strain rows to a new prepared set; the file appears under ``path`` on :meth:`close`.
+
+    Use as a context manager: an exception inside the block discards the partial file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        sample_rate: float,
+        n_samples: int,
+        preprocessing: Mapping[str, Any],
+        whitening_psd: np.ndarray,
+        whitening_fit: str = "",
+        whitening_n_fit: int = 0,
+        detectors: Sequence[str] = DETECTORS,
+        source: str = "",
+        truth_columns: Mapping[str, str] | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ):
+        self.path = Path(path)
+        self.shape = (len(detectors), int(n_samples))
+        self.truth_columns = dict(truth_columns or {})
+        self.chunk_rows = int(chunk_rows)
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._h5 = h5py.File(self._tmp, "w")
+        self._n = 0
+        h5 = self._h5
+        h5.create_dataset("strain", shape=(0,) + self.shape, maxshape=(None,) + self.shape, dtype=np.float32,
+                          chunks=(self.chunk_rows,) + self.shape)
+        h5.create_dataset("target", shape=(0,), maxshape=(None,), dtype=np.int8, chunks=(4096,))
+        h5.create_dataset("snr", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(4096,))
+        h5.create_dataset("id", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
+        h5.create_dataset("whitening_psd", data=np.asarray(whitening_psd, dtype=np.float64))
+        if self.truth_columns:
+            g = h5.create_group("truth")
+            for name, kind in self.truth_columns.items():
+                g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STR if kind == "U" else np.float64,
+                                 chunks=(4096,))
+        a = h5.attrs
+        a["format"] = FORMAT
+        a["format_version"] = FORMAT_VERSION
+        a["kind"] = KIND
+        a["sample_rate"] = float(sample_rate)
+        a["n_samples"] = int(n_samples)
+        a["detectors"] = json.dumps(list(detectors))
+        a["preprocessing"] = json.dumps(dict(preprocessing))
+        a["whitening_fit"] = whitening_fit
+        a["whitening_n_fit"] = int(whitening_n_fit)
+        a["source"] = source
+        a["astrocnn_version"] = __version__
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, strain: np.ndarray, ids: Sequence[str], target: Sequence[int] | None = None,
+               snr: Sequence[float] | None = None, truth: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Append a batch: strain (B, 3, n), ids (B,), target (B,) (-1 unknown), snr (B,) (NaN unknown)."""
+        strain = np.asarray(strain)
+        b = strain.shape[0]
+        if strain.shape[1:] != self.shape:
+            raise ValueError(f"strain rows have shape {strain.shape[1:]}, the set holds {self.shape}")
+        if len(ids) != b:
+            raise ValueError(f"{len(ids)} ids for {b} rows")
+        lo, hi = self._n, self._n + b
+        h5 = self._h5
+        for name in ("strain", "target", "snr", "id"):
+            h5[name].resize(hi, axis=0)
+        h5["strain"][lo:hi] = strain.astype(np.float32)
+        h5["target"][lo:hi] = np.full(b, -1) if target is None else np.asarray(target, dtype=np.int8)
+        h5["snr"][lo:hi] = np.full(b, np.nan) if snr is None else np.asarray(snr, dtype=np.float32)
+        h5["id"][lo:hi] = np.array([str(i) for i in ids], dtype=object)
+        for name, kind in self.truth_columns.items():
+            ds = h5[f"truth/{name}"]
+            ds.resize(hi, axis=0)
+            col = (truth or {}).get(name)
+            if kind == "U":
+                values = [None] * b if col is None else col
+                ds[lo:hi] = np.array(["" if v is None else str(v) for v in values], dtype=object)
+            else:
+                ds[lo:hi] = np.full(b, np.nan) if col is None else np.array(
+                    [float(v) if v not in ("", None) else math.nan for v in col])
+        self._n = hi
+
+    def close(self) -> Path:
+        if self._h5 is None:
+            return self.path
+        self._h5.attrs["n"] = self._n
+        self._h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._h5.close()
+        self._h5 = None
+        self._atomic.__exit__(None, None, None)
+        log.info("wrote %d strain samples to %s", self._n, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+            try:
+                raise RuntimeError("aborted")
+            except RuntimeError as exc:
+                self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> "StrainWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class StrainSet:
+    """Read a prepared strain set. Labels, ids and SNRs load at once; strain is read in slices.
+
+    >>> ds = StrainSet("train.h5")
+    >>> batch = ds.read(slice(0, 256))   # {"strain": (256, 3, 4096) float32, "target", "id", "snr", "index"}
+    >>> ds.whitener()                     # the fitted Whitener, to prepare an evaluation set the same way
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(self.path, "no such file")
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise InputError(self.path, f"not a readable HDF5 file ({exc})") from exc
+        with h5:
+            if h5.attrs.get("format") != FORMAT:
+                raise InputError(self.path, "not an astrocnn prepared set (run prepare_g2net first)")
+            if h5.attrs.get("kind") != KIND:
+                raise InputError(self.path, f"a prepared set of kind {h5.attrs.get('kind')!r}, not strain")
+            if int(h5.attrs.get("format_version", 0)) > FORMAT_VERSION:
+                raise InputError(self.path, f"format version {h5.attrs['format_version']}; "
+                                            f"this astrocnn reads up to {FORMAT_VERSION}")
+            try:
+                self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+                self.target = h5["target"][:]
+                self.snr = h5["snr"][:]
+                self.ids = np.array([s.decode() if isinstance(s, bytes) else s for s in h5["id"][:]], dtype=object)
+                self.whitening_psd = h5["whitening_psd"][:]
+                self.shape = tuple(h5["strain"].shape[1:])
+            except KeyError as exc:
+                raise InputError(self.path, f"prepared set is missing {exc}") from exc
+        self.n = len(self.ids)
+        self.sample_rate = float(self.attrs["sample_rate"])
+        self.preprocessing = json.loads(self.attrs["preprocessing"])
+        self._h5: h5py.File | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _file(self) -> h5py.File:
+        # opened lazily so a set can be handed to forked data-loader workers
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def read(self, rows: slice | np.ndarray | Sequence[int]) -> dict[str, np.ndarray]:
+        """Strain and labels of ``rows`` (a slice, or indices in any order, repeats allowed)."""
+        ds = self._file()["strain"]
+        if isinstance(rows, slice):
+            strain = ds[rows]
+            sel = np.arange(self.n)[rows]
+        else:
+            sel = np.asarray(rows, dtype=np.int64)
+            uniq, inverse = np.unique(sel, return_inverse=True)
+            data = ds[uniq] if uniq.size else np.empty((0,) + self.shape, np.float32)
+            strain = data[inverse]
+        return {"strain": strain, "target": self.target[sel], "id": self.ids[sel], "snr": self.snr[sel], "index": sel}
+
+    def truth(self) -> dict[str, np.ndarray]:
+        """Simulation truth columns (empty for real data)."""
+        h5 = self._file()
+        if "truth" not in h5:
+            return {}
+        out = {}
+        for k, ds in h5["truth"].items():
+            data = ds[:]
+            if h5py.check_string_dtype(ds.dtype):
+                data = np.array([s.decode() if isinstance(s, bytes) else s for s in data], dtype=object)
+            out[k] = data
+        return out
+
+    def whitener(self) -> Whitener:
+        """The fitted whitener this set was prepared with."""
+        cfg = self.preprocessing["whitener"]
+        return Whitener.from_state(cfg, self.whitening_psd, int(self.attrs.get("whitening_n_fit", 1)))
+
+    def preprocess_module(self) -> GwPreprocess:
+        """Whitener + normalisation as one module: apply it to raw strain to match this set."""
+        return GwPreprocess(self.whitener(), self.preprocessing.get("normalize", "channel"))
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> "StrainSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        return state
+
+
+def _load_rows(paths: Sequence[Path], workers: int) -> np.ndarray:
+    if workers <= 1 or len(paths) < 2:
+        return np.stack([load_g2net_sample(p) for p in paths])
+    with ThreadPoolExecutor(workers) as pool:
+        return np.stack(list(pool.map(load_g2net_sample, paths)))
+
+
+def fit_whitener(index: G2NetIndex, *, alpha: float = 0.2, band: tuple[float, float] | None = (20.0, 500.0),
+                 order: int = 4, max_samples: int | None = None, batch_size: int = 512, workers: int = 1) -> Whitener:
+    """Fit a :class:`Whitener` on the noise-only (target 0) samples of an indexed G2Net folder."""
+    noise = np.nonzero(index.target == 0)[0]
+    if max_samples is not None:
+        noise = noise[:max_samples]
+    if noise.size == 0:
+        raise InputError(index.root, "no noise-only (target 0) samples to fit the whitening PSD on; "
+                         "pass the training set's whitener")
+    w = Whitener(alpha=alpha, band=band, order=order)
+    for lo in range(0, noise.size, batch_size):
+        w.partial_fit(_load_rows([index.paths[i] for i in noise[lo: lo + batch_size]], workers))
+    log.info("%s: whitening PSD fitted on %d noise-only samples", index.root, noise.size)
+    return w
+
+
+def prepare_g2net(
+    directory: str | os.PathLike,
+    out: str | os.PathLike,
+    whitener: Whitener | str | os.PathLike | None = None,
+    workers: int | None = None,
+    *,
+    normalize: str = "channel",
+    alpha: float = 0.2,
+    band: tuple[float, float] | None = (20.0, 500.0),
+    order: int = 4,
+    fit_max: int | None = None,
+    batch_size: int = 256,
+    split: str | None = None,
+) -> Path:
+    """Whiten, band-pass and normalise every sample of a G2Net-layout folder into a prepared set at ``out``.
+
+    ``whitener``: None fits one on the noise-only samples of ``directory`` (a TRAINING set; at most
+    ``fit_max``); for an evaluation set pass the training set's :class:`Whitener` or its prepared file, so the
+    evaluation labels never shape the preprocessing. ``workers`` threads read the .npy files (default 4).
+    Returns ``out``.
+    """
+    index = read_g2net(directory, split=split)
+    n_threads = 4 if workers is None else max(1, int(workers))
+    source_fit = ""
+    if whitener is None:
+        whitener = fit_whitener(index, alpha=alpha, band=band, order=order, max_samples=fit_max, workers=n_threads)
+        source_fit = f"noise-only samples of {directory}"
+    elif not isinstance(whitener, Whitener):
+        with StrainSet(whitener) as ref:
+            source_fit = f"{ref.attrs.get('whitening_fit', '')} (via {whitener})"
+            whitener = ref.whitener()
+            normalize = ref.preprocessing.get("normalize", normalize)
+    else:
+        source_fit = "given Whitener"
+    if not whitener.fitted:
+        raise RuntimeError("the Whitener passed to prepare_g2net is not fitted")
+    module = GwPreprocess(whitener, normalize)
+    truth_cols = {c: ("U" if c == "approximant" else "f") for c in index.truth if c not in ("target", "snr")}
+    with StrainWriter(out, sample_rate=whitener.sample_rate, n_samples=whitener.n_samples,
+                      preprocessing=module.config(), whitening_psd=whitener.psd.numpy(),
+                      whitening_fit=source_fit, whitening_n_fit=int(whitener.n_fit), source=str(directory),
+                      truth_columns=truth_cols) as writer:
+        for lo in range(0, len(index), batch_size):
+            hi = min(len(index), lo + batch_size)
+            raw = _load_rows(index.paths[lo:hi], n_threads)
+            with torch.no_grad():
+                prepped = module(torch.as_tensor(raw)).numpy()
+            writer.append(prepped, index.ids[lo:hi], index.target[lo:hi], index.snr[lo:hi],
+                          {c: index.truth[c][lo:hi] for c in truth_cols})
+            log.info("prepared %d/%d samples", hi, len(index))
+    return Path(out)
