@@ -12,7 +12,7 @@ Layout of a prepared spectra file (``kind = "spectra"``)::
     /norm_mean, /norm_std (N,) float64   undo the normalisation: flux * std + mean
     /truth/<column>  (N,)           simulation truth (only for simulated sets)
     attrs: format, format_version, kind, grid (JSON), preprocess (JSON), class_names (JSON),
-           source, seed, astrocnn_version, created
+           source, seed, astrocnn_version (no time stamp: the same inputs give the same bytes)
 
 Files are written under a temporary name and renamed when complete, so a file with the final name is
 always whole. Rows are buffered and written in chunks, and read back in slices, so a set larger than
@@ -20,7 +20,6 @@ memory can be streamed.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
@@ -183,7 +182,6 @@ class PreparedWriter:
             return self.path
         self._flush()
         self._h5.attrs["n"] = self._n
-        self._h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._h5.close()
         self._h5 = None
         self._atomic.__exit__(None, None, None)
