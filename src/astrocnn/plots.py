@@ -74,3 +74,103 @@ def plot_spectra(
     axes[-1, 0].set_xlabel("observed vacuum wavelength [A]")
     fig.tight_layout()
     save(fig, path)
+
+
+# --- training and evaluation figures ---------------------------------------------------------------------
+
+
+def plot_loss_curves(history: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+    """Training and validation loss per epoch (log scale), with the learning rate on a second axis.
+
+    history : columns ``epoch``, ``train_loss``, ``val_loss`` and optionally ``lr``.
+    """
+    epoch = np.asarray(history["epoch"], dtype=float) + 1
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        if key in history:
+            ax.plot(epoch, history[key], marker="o", ms=3, label=label)
+    if "val_loss" in history and np.isfinite(history["val_loss"]).any():
+        best = int(np.nanargmin(history["val_loss"]))
+        ax.axvline(epoch[best], color="0.5", ls=":", lw=1, label="best")
+    vals = np.concatenate([np.asarray(history[k], float) for k in ("train_loss", "val_loss") if k in history])
+    if np.all(vals[np.isfinite(vals)] > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if "lr" in history:
+        ax2 = ax.twinx()
+        ax2.plot(epoch, history["lr"], color="0.6", lw=0.8, ls="--")
+        ax2.set_ylabel("learning rate", color="0.5")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_z_pred_vs_true(z_true: np.ndarray, z_pred: np.ndarray, path: str | os.PathLike, dv_limit_kms: float = 6000.0) -> None:
+    """Predicted against true redshift (density for large samples) with the +-``dv_limit_kms`` band."""
+    z_true = np.asarray(z_true, float)
+    z_pred = np.asarray(z_pred, float)
+    ok = np.isfinite(z_true) & np.isfinite(z_pred)
+    z_true, z_pred = z_true[ok], z_pred[ok]
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    hi = max(1.0, float(np.max(np.concatenate([z_true, z_pred]))) * 1.03) if z_true.size else 1.0
+    if z_true.size > 2000:
+        ax.hexbin(z_true, z_pred, gridsize=120, bins="log", extent=(0, hi, 0, hi), cmap="viridis", mincnt=1)
+    else:
+        ax.scatter(z_true, z_pred, s=3, alpha=0.5)
+    zz = np.linspace(0, hi, 200)
+    f = dv_limit_kms / 299792.458
+    ax.plot(zz, zz, color="k", lw=0.6)
+    ax.fill_between(zz, zz - f * (1 + zz), zz + f * (1 + zz), color="tab:red", alpha=0.15, lw=0,
+                    label=f"|dv| < {dv_limit_kms:g} km/s")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    ax.set_xlabel("true z")
+    ax.set_ylabel("predicted z")
+    if z_true.size:
+        rel = 299792.458 * np.abs(z_pred - z_true) / (1 + z_true)
+        ax.set_title(f"n = {z_true.size}, {np.mean(rel < dv_limit_kms):.1%} within {dv_limit_kms:g} km/s", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_dv_hist(dv_kms: np.ndarray, path: str | os.PathLike, limit_kms: float = 6000.0, span_kms: float = 20000.0) -> None:
+    """Histogram of velocity errors within +-``span_kms``; the share outside is given in the title."""
+    dv = np.asarray(dv_kms, float)
+    dv = dv[np.isfinite(dv)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    inside = np.abs(dv) <= span_kms
+    ax.hist(dv[inside], bins=np.linspace(-span_kms, span_kms, 161), color="tab:blue")
+    for s in (-1, 1):
+        ax.axvline(s * limit_kms, color="tab:red", ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("c dz / (1 + z)  [km/s]")
+    ax.set_ylabel("spectra")
+    if dv.size:
+        ax.set_title(f"n = {dv.size}; |dv| < {limit_kms:g}: {np.mean(np.abs(dv) < limit_kms):.1%}; "
+                     f"outside plot: {np.mean(~inside):.1%}", fontsize=9)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike) -> None:
+    """Confusion matrix (rows true, columns predicted) with counts and row fractions."""
+    cm = np.asarray(matrix, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.4 * k + 2.2, 1.2 * k + 1.6))
+    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{int(cm[i, j])}\n{frac[i, j]:.1%}", ha="center", va="center", fontsize=9,
+                    color="white" if frac[i, j] > 0.6 else "black")
+    ax.set_xticks(range(k), class_names)
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    total = cm.sum()
+    ax.set_title(f"accuracy {np.trace(cm) / total:.2%} (n = {int(total)})" if total else "no data", fontsize=9)
+    fig.tight_layout()
+    save(fig, path)

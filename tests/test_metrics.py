@@ -1,0 +1,67 @@
+"""Metric functions against values worked out by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from astrocnn.metrics import C_KMS, classification_metrics, confusion_matrix, dv_kms, redshift_metrics
+
+
+def test_dv_kms_definition():
+    # dz = 0.02 at z = 1: c * 0.02 / 2 = 2997.92458 km/s
+    assert dv_kms(1.02, 1.0) == pytest.approx(2997.92458)
+    assert dv_kms(np.array([0.0]), np.array([0.01]))[0] == pytest.approx(-C_KMS * 0.01 / 1.01)
+
+
+def test_redshift_metrics_by_hand():
+    z_true = np.array([1.0, 1.0, 1.0, 1.0, 3.0])
+    # relative errors dz/(1+z): 0, 0.01, -0.03, 0.05, 0.001
+    z_pred = np.array([1.0, 1.02, 0.94, 1.10, 3.004])
+    m = redshift_metrics(z_pred, z_true, bins=[0, 2, 5.5])
+    rel = np.array([0.0, 0.01, -0.03, 0.05, 0.001])
+    adv = np.abs(rel) * C_KMS  # 0, 2998, 8994, 14990, 300 km/s
+    assert m["n"] == 5
+    assert m["frac_dv_lt_6000"] == pytest.approx(3 / 5)  # 0, 2998, 300
+    assert m["frac_dv_lt_12000"] == pytest.approx(4 / 5)
+    assert m["median_abs_dv_kms"] == pytest.approx(0.01 * C_KMS)
+    # median of rel: sorted -0.03, 0, 0.001, 0.01, 0.05 -> 0.001
+    assert m["bias"] == pytest.approx(0.001)
+    # |rel - 0.001| = 0.001, 0.009, 0.031, 0.049, 0 -> median 0.009
+    assert m["nmad"] == pytest.approx(1.4826 * 0.009)
+    assert np.isclose(np.median(adv), m["median_abs_dv_kms"])
+    low, high = m["per_bin"]
+    assert (low["z_lo"], low["z_hi"], low["n"]) == (0.0, 2.0, 4)
+    assert low["frac_dv_lt_6000"] == pytest.approx(2 / 4)
+    assert high["n"] == 1 and high["frac_dv_lt_6000"] == 1.0
+    assert high["bias"] == pytest.approx(0.001)
+
+
+def test_redshift_metrics_edges_and_invalid():
+    m = redshift_metrics([0.5, np.nan, 5.5], [0.5, 1.0, 5.5])
+    assert m["n"] == 2 and m["n_invalid"] == 1
+    # the last bin includes its upper edge
+    assert m["per_bin"][-1]["n"] == 1
+    assert sum(b["n"] for b in m["per_bin"]) == 2
+    empty = [b for b in m["per_bin"] if b["n"] == 0][0]
+    assert math.isnan(empty["frac_dv_lt_6000"])
+
+
+def test_confusion_and_classification_by_hand():
+    names = ["qso", "galaxy", "star"]
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 1, 1, 0, 2])
+    cm = confusion_matrix(y_true, y_pred, 3)
+    assert cm.tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
+    m = classification_metrics(y_true, y_pred, names)
+    assert m["n"] == 6
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion"] == {"classes": names, "matrix": [[2, 1, 0], [1, 1, 0], [0, 0, 1]]}
+    assert m["completeness"] == pytest.approx({"qso": 2 / 3, "galaxy": 1 / 2, "star": 1.0})
+    assert m["purity"] == pytest.approx({"qso": 2 / 3, "galaxy": 1 / 2, "star": 1.0})
+
+
+def test_classification_class_never_predicted_has_nan_purity():
+    m = classification_metrics([0, 1, 1], [0, 0, 0], ["qso", "galaxy"])
+    assert m["purity"]["qso"] == pytest.approx(1 / 3)
+    assert math.isnan(m["purity"]["galaxy"])
+    assert m["completeness"]["galaxy"] == 0.0
