@@ -68,6 +68,37 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", type=int, nargs="+", default=[0])
     s.add_argument("--out", type=Path, default=None, help="PNG to write (default: FILE-<index>.png)")
 
+    # train / evaluate / predict ----------------------------------------------------------------------
+    s = sub.add_parser("train", help="train the paper's network on a prepared set")
+    s.add_argument("task", choices=("redshift", "classify"))
+    s.add_argument("--data", type=Path, required=True, help="prepared set (.h5)")
+    s.add_argument("--out", type=Path, required=True, help="run folder to write")
+    s.add_argument("--config", type=Path, default=None, help="YAML with any of the sections task/model/data/train")
+    s.add_argument("--max-epochs", type=int, default=None)
+    s.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
+    s.add_argument("--patience", type=int, default=None, help="epochs without a better validation loss before stopping")
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--devices", type=int, default=None, help="processes (CPU) or GPUs; > 1 runs DDP")
+    s.add_argument("--accelerator", default=None, help="cpu, gpu, auto ...")
+    s.add_argument("--classes", type=_classes, default=None,
+                   help="classify: classes to separate (default qso,galaxy; add star for three)")
+    s.add_argument("--head", choices=("bins", "mse"), default=None,
+                   help="redshift: binned log(1+z) head (default) or the paper's single MSE output")
+
+    s = sub.add_parser("evaluate", help="score a trained run on a prepared set")
+    s.add_argument("run", type=Path)
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--out", type=Path, default=None, help="metrics.json to write (plots go beside it)")
+
+    s = sub.add_parser("predict", help="apply a trained run to SDSS files, folders or prepared sets")
+    s.add_argument("run", type=Path)
+    s.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    s.add_argument("--out", type=Path, required=True, help="predictions CSV")
+    s.add_argument("--batch-size", type=int, default=1024)
+    s.add_argument("--workers", type=int, default=None)
+
     # demo ----------------------------------------------------------------------------------------
     s = sub.add_parser("demo", help="the main job on built-in simulated data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -119,6 +150,74 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _train_config(args):
+    import yaml
+
+    from .config import RunConfig, default_config
+
+    sections: dict = {}
+    if args.config is not None:
+        base = RunConfig.load(args.config).to_dict()  # validates the file, names it in errors
+        raw = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+        sections = {k: dict(raw[k]) for k in ("task", "model", "data", "train") if raw.get(k)}
+        del base
+    train = sections.setdefault("train", {})
+    for flag, key in (("max_epochs", "max_epochs"), ("max_minutes", "max_minutes"), ("patience", "patience"),
+                      ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"), ("devices", "devices"),
+                      ("accelerator", "accelerator")):
+        if getattr(args, flag) is not None:
+            train[key] = getattr(args, flag)
+    task = sections.setdefault("task", {})
+    task.pop("name", None)
+    if args.classes is not None:
+        task["classes"] = args.classes
+    if args.head is not None:
+        task["head"] = args.head
+    try:
+        return default_config(args.task, **sections)
+    except (TypeError, ValueError) as exc:
+        from .errors import InputError
+
+        raise InputError(args.config, str(exc)) from exc
+
+
+def _cmd_train(args) -> int:
+    import json
+
+    from .train import train
+
+    result = train(args.task, args.data, args.out, _train_config(args))
+    if result is not None:
+        m = result.metrics
+        key = "frac_dv_lt_6000" if args.task == "redshift" else "accuracy"
+        print(f"{result.run_dir}: best epoch {result.best_epoch} of {result.epochs}; "
+              f"test {key} = {m.get(key, float('nan')):.4f} (n = {m.get('n')}); {result.wall_s:.0f} s")
+        print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from .train import evaluate
+
+    if args.out is None:
+        metrics = evaluate(args.run, args.data)
+    else:
+        metrics = evaluate(args.run, args.data, args.out.parent, metrics_name=args.out.name)
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .predict import predict_inputs
+
+    _, rows = predict_inputs(args.run, args.inputs, args.out, batch_size=args.batch_size, workers=args.workers)
+    n_err = sum(1 for r in rows if r[-1])
+    print(f"{args.out}: {len(rows) - n_err} predictions, {n_err} inputs could not be used")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -127,7 +226,8 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-_COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo}
+_COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo,
+             "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

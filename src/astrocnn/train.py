@@ -380,7 +380,9 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
     split = split_rows(rows, dc.test_fraction, dc.val_fraction, dc.split_seed)
 
     # what the data dictate
+    # the preprocessing is stored so predict treats new files exactly as the training set was treated
     config.input = {"grid": json.loads(store.grid.to_json()), "length": int(store.grid.n),
+                    "preprocess": json.loads(store.attrs.get("preprocess", "{}")),
                     "class_names": list(store.class_names)}
     config.model.in_channels = len(dc.inputs)
     config.model.length = int(store.grid.n)
@@ -540,14 +542,14 @@ def predict_rows(network: Network, task: Task, config: RunConfig, store: Prepare
 
 
 def evaluate(run: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-             split: str | None = None) -> dict[str, Any]:
+             split: str | None = None, metrics_name: str = METRICS_FILE) -> dict[str, Any]:
     """Score a trained run on a prepared set.
 
     run : run folder (its best weights) or weights file.
     data_path : prepared set with labels; every row the task can use is scored, or only the ``split``
         (``"test"``, ``"val"`` or ``"train"`` from the run's ``split.npz``) when given, which requires the
         set the run was trained on.
-    out_dir : if given, ``metrics.json`` and the task's plots are written there.
+    out_dir : if given, ``metrics_name`` (default ``metrics.json``) and the task's plots are written there.
     """
     network, task, config = load_run(run)
     store = PreparedSet(data_path)
@@ -567,7 +569,7 @@ def evaluate(run: str | os.PathLike, data_path: str | os.PathLike, out_dir: str 
     metrics = task.metrics(pred, target, full=True)
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_text_atomic(out_dir / METRICS_FILE, json.dumps({"data": str(data_path), "metrics": metrics}, indent=2) + "\n")
+        write_text_atomic(out_dir / metrics_name, json.dumps({"data": str(data_path), "metrics": metrics}, indent=2) + "\n")
         task.plots(pred, target, out_dir)
     store.close()
     return metrics

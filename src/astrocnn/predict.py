@@ -1,0 +1,125 @@
+"""``astrocnn predict``: a trained run applied to SDSS files, folders of them, or prepared sets.
+
+Each spectrum file is read and preprocessed exactly as the training set was (the run stores the grid and
+the preprocessing configuration); a file that cannot be used gets a row with the reason in ``error`` and
+the rest are predicted.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .io import write_text_atomic
+from .spectra.grid import LogLambdaGrid
+from .spectra.preprocess import PreprocessConfig
+from .store import PreparedSet
+
+log = logging.getLogger(__name__)
+
+
+def _run_preprocessing(config) -> tuple[LogLambdaGrid, PreprocessConfig]:
+    grid = LogLambdaGrid(**config.input["grid"]) if config.input.get("grid") else LogLambdaGrid()
+    pre = config.input.get("preprocess") or {}
+    return grid, PreprocessConfig(**pre)
+
+
+def _columns(task) -> list[str]:
+    if task.name == "redshift":
+        return ["id", "source", "z_pred", "z_conf", "error"]
+    return ["id", "source", "class", *[f"p_{c}" for c in task.class_names], "error"]
+
+
+def _rows_from_pred(task, ids: Sequence[str], sources: Sequence[str], pred: dict[str, np.ndarray]) -> list[list[Any]]:
+    rows = []
+    for i in range(len(ids)):
+        if task.name == "redshift":
+            conf = pred.get("z_conf")
+            rows.append([ids[i], sources[i], f"{pred['z'][i]:.5f}", "" if conf is None else f"{conf[i]:.4f}", ""])
+        else:
+            rows.append([ids[i], sources[i], pred["class"][i], *[f"{p:.4f}" for p in pred["prob"][i]], ""])
+    return rows
+
+
+def predict_inputs(
+    run: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike | None = None,
+    *,
+    batch_size: int = 1024,
+    workers: int | None = None,
+) -> tuple[list[str], list[list[Any]]]:
+    """Predict every spectrum in ``inputs`` (SDSS spec files, folders, or prepared ``.h5`` sets).
+
+    Returns ``(columns, rows)`` and, with ``out``, writes them as CSV atomically. Columns: ``id``,
+    ``source``, then ``z_pred`` and ``z_conf`` (redshift) or ``class`` and one probability per class,
+    and ``error`` (empty when the prediction is valid).
+    """
+    from .spectra.pipeline import _map_ordered, _default_workers, _prepare_chunk
+    from .spectra.sdss import find_spec_files
+    from .train import check_compatible, load_run, predict_arrays, predict_rows
+
+    loaded = load_run(run)
+    network, task, config = loaded
+    grid, pre = _run_preprocessing(config)
+    columns = _columns(task)
+    n_prob = len(columns) - 3
+    rows: list[list[Any]] = []
+
+    def error_row(ident: str, source: str, reason: str) -> list[Any]:
+        return [ident, source, *([""] * n_prob), reason]
+
+    def flush(files: list[Path]) -> None:
+        chunk = 64
+        jobs = [([(f, None) for f in files[s:s + chunk]], grid, pre) for s in range(0, len(files), chunk)]
+        for result in _map_ordered(_prepare_chunk, jobs, workers or _default_workers()):
+            good = [r for r in result if r[0] is not None]
+            pred_rows: list[list[Any]] = []
+            if good:
+                flux = np.stack([r[0].flux for r in good])
+                ivar = np.stack([r[0].ivar for r in good])
+                pred = predict_arrays(run, flux, ivar, batch_size=batch_size, grid=grid, loaded=loaded)
+                pred_rows = _rows_from_pred(task, [r[1] for r in good], [r[4] for r in good], pred)
+            it = iter(pred_rows)
+            # keep the inputs' order: error rows stay where their file was
+            rows.extend(next(it) if r[0] is not None else error_row(Path(r[1]).name, r[1], r[2]) for r in result)
+        files.clear()
+
+    # consecutive spectrum files are read together in worker processes; rows keep the inputs' order
+    pending: list[Path] = []
+    for item in map(Path, inputs):
+        if item.suffix in (".h5", ".hdf5") or not item.exists():
+            flush(pending)
+        if not item.exists():
+            rows.append(error_row(item.name, str(item), "no such file or folder"))
+        elif item.suffix in (".h5", ".hdf5"):
+            try:
+                store = PreparedSet(item)
+                check_compatible(config, store)
+            except InputError as exc:
+                rows.append(error_row(item.name, str(item), exc.problem))
+                continue
+            pred, _ = predict_rows(network, task, config, store, np.arange(len(store)), batch_size=batch_size,
+                                   with_target=False)
+            if task.name == "classify":
+                pred["class"] = np.asarray(task.class_names, dtype=object)[pred["cls"]]
+            rows += _rows_from_pred(task, list(store.ids), [str(item)] * len(store), pred)
+            store.close()
+        else:
+            pending += find_spec_files([item])
+    flush(pending)
+    if out is not None:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows(rows)
+        write_text_atomic(out, buf.getvalue())
+    n_err = sum(1 for r in rows if r[-1])
+    log.info("predicted %d spectra, %d could not be used", len(rows) - n_err, n_err)
+    return columns, rows
