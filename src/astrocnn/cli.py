@@ -116,6 +116,9 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         h.setFormatter(logging.Formatter("astrocnn: %(message)s"))
         h._astrocnn = True  # type: ignore[attr-defined]
         root.addHandler(h)
+    # Lightning's banner lines (GPU available ..., tips) are noise for our users unless debugging
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _cmd_simulate(args) -> int:
