@@ -72,3 +72,13 @@ def test_not_a_prepared_set(tmp_path):
         h5["x"] = [1]
     with pytest.raises(InputError, match="not an astrocnn prepared set"):
         PreparedSet(tmp_path / "other.h5")
+
+
+def test_input_errors_survive_pickling_between_processes():
+    import pickle
+
+    from astrocnn.errors import RejectedSpectrum
+
+    for err in (InputError("a.fits", "truncated"), RejectedSpectrum("b.fits", "only 5% of the grid has data")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err) and back.path == err.path

@@ -19,6 +19,11 @@ class InputError(AstrocnnError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self):
+        # worker processes send these back to the parent: the default pickling would call
+        # __init__ with one argument and hang a multiprocessing pool
+        return (type(self), (self.path, self.problem))
+
 
 class RejectedSpectrum(InputError):
     """A spectrum was read but cannot be used (too little coverage, zero variance ...)."""
