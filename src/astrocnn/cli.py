@@ -48,6 +48,16 @@ def create_parser() -> argparse.ArgumentParser:
                    help="also write every object as an SDSS spec-lite FITS file here, with a DR16Q-like catalog.fits")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
+    s = sim_sub.add_parser("gw", help="G2Net-like three-detector strain (Kaggle layout) with truth.csv")
+    s.add_argument("--n", type=int, required=True, help="number of samples")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, required=True, help="folder to write train/a/b/c/<id>.npy and the labels into")
+    s.add_argument("--snr-median", type=float, default=8.0, help="median injected network SNR (lognormal)")
+    s.add_argument("--snr-sigma", type=float, default=0.5, help="lognormal sigma of the injected SNR")
+    s.add_argument("--approximant", default="IMRPhenomPv2", help="lalsimulation waveform (IMRPhenomPv2, IMRPhenomD)")
+    s.add_argument("--positive-fraction", type=float, default=0.5)
+    s.add_argument("--workers", type=int, default=None)
+
     # prepare -------------------------------------------------------------------------------------
     prep = sub.add_parser("prepare", help="turn real files into a prepared set")
     prep_sub = prep.add_subparsers(dest="what", required=True)
@@ -61,6 +71,25 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="skip bad files and list them in FILE.rejects.csv (default), or stop at the first")
+
+    s = prep_sub.add_parser("g2net", help="a G2Net-layout folder: whiten, band-pass and store for training")
+    s.add_argument("directory", type=Path)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--whitener", type=Path, default=None,
+                   help="prepared TRAINING set whose whitening spectrum to use (default: fit on this folder's "
+                        "noise-only samples; do that only for a training set)")
+    s.add_argument("--workers", type=int, default=None)
+
+    # baseline ------------------------------------------------------------------------------------
+    base = sub.add_parser("baseline", help="classical reference methods")
+    base_sub = base.add_subparsers(dest="what", required=True)
+    s = base_sub.add_parser("gw", help="coincident matched filter with an aligned-spin IMRPhenomD template bank")
+    s.add_argument("--data", type=Path, required=True, help="G2Net-layout folder with labels")
+    s.add_argument("--psd-from", default=None,
+                   help="TRAINING folder, prepared training set (.h5) or 'design' for the noise spectrum "
+                        "(default: the data's own noise-only samples, which leaks labels; a warning says so)")
+    s.add_argument("--max-samples", type=int, default=None)
+    s.add_argument("--out", type=Path, default=None, help="metrics JSON")
 
     # show ----------------------------------------------------------------------------------------
     s = sub.add_parser("show", help="plot a prepared spectrum with its lines marked")
@@ -122,6 +151,14 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 
 def _cmd_simulate(args) -> int:
+    if args.what == "gw":
+        from .gw.simulate import simulate_g2net
+
+        out = simulate_g2net(args.n, args.seed, args.out, snr_median=args.snr_median, snr_sigma=args.snr_sigma,
+                             approximant=args.approximant, positive_fraction=args.positive_fraction,
+                             workers=args.workers)
+        print(f"{out}: {args.n} samples")
+        return 0
     from .spectra.pipeline import simulate_prepared
     from .spectra.spectrum import CLASS_NAMES
 
@@ -134,6 +171,12 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_prepare(args) -> int:
+    if args.what == "g2net":
+        from .gw.store import prepare_g2net
+
+        out = prepare_g2net(args.directory, args.out, whitener=args.whitener, workers=args.workers)
+        print(out)
+        return 0
     from .spectra.pipeline import prepare_sdss
     from .spectra.preprocess import PreprocessConfig
 
@@ -221,6 +264,16 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_baseline(args) -> int:
+    import json
+
+    from .gw.matched_filter import baseline_metrics
+
+    m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples)
+    print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -230,7 +283,7 @@ def _cmd_demo(args) -> int:
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo,
-             "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+             "baseline": _cmd_baseline, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
