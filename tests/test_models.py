@@ -12,6 +12,16 @@ from astrocnn.models import CNN, CNNConfig, FFTConv1d, Network, fft_conv1d, he_u
 from astrocnn.tasks import make_task
 
 STEPS = {"bins": 250, "mse": 600}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and on a busy machine OpenMP threads waiting for
+    each other made these tests 50x slower; one thread keeps them a few seconds anywhere."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 TINY = dict(kernels=[9, 5, 3], channels=[8, 8, 8], pools=[2, 2, 2], dense=[32])
 
 

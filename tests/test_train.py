@@ -58,7 +58,8 @@ def tiny_config(task, **train):
         model=dict(kernels=[50, 20, 5], channels=[8, 16, 16], pools=[4, 2, 2], dense=[64]),
         task=dict(n_bins=100, z_max=3.5) if task == "redshift" else {},
         data=dict(num_workers=0, eval_batch_size=64),
-        train=dict(dict(max_epochs=6, batch_size=32, lr=2e-3, progress_bar=False), **train),
+        # one thread per process: tiny networks gain nothing from more, and it keeps a busy machine usable
+        train=dict(dict(max_epochs=6, batch_size=32, lr=2e-3, progress_bar=False, threads=1), **train),
     )
 
 

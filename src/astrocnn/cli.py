@@ -99,7 +99,7 @@ def create_parser() -> argparse.ArgumentParser:
 
     # train / evaluate / predict ----------------------------------------------------------------------
     s = sub.add_parser("train", help="train the paper's network on a prepared set")
-    s.add_argument("task", choices=("redshift", "classify"))
+    s.add_argument("task", choices=("redshift", "classify", "detect"))
     s.add_argument("--data", type=Path, required=True, help="prepared set (.h5)")
     s.add_argument("--out", type=Path, required=True, help="run folder to write")
     s.add_argument("--config", type=Path, default=None, help="YAML with any of the sections task/model/data/train")
@@ -235,7 +235,7 @@ def _cmd_train(args) -> int:
     result = train(args.task, args.data, args.out, _train_config(args))
     if result is not None:
         m = result.metrics
-        key = "frac_dv_lt_6000" if args.task == "redshift" else "accuracy"
+        key = {"redshift": "frac_dv_lt_6000", "classify": "accuracy", "detect": "roc_auc"}[args.task]
         print(f"{result.run_dir}: best epoch {result.best_epoch} of {result.epochs}; "
               f"test {key} = {m.get(key, float('nan')):.4f} (n = {m.get('n')}); {result.wall_s:.0f} s")
         print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))

@@ -21,9 +21,20 @@ from .io import write_text_atomic
 from .metrics import DEFAULT_Z_BINS
 from .models.cnn import CNNConfig
 
-TASKS = ("redshift", "classify")
+TASKS = ("redshift", "classify", "detect")
 REDSHIFT_HEADS = ("bins", "mse")
 SCHEDULES = ("cosine", "cosine_time", "constant", "plateau")
+INPUTS = ("flux", "mask", "strain")
+DEFAULT_SNR_BINS = (0.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0)
+
+#: Network defaults of the "detect" task, for (3, 4096) strain (H1, L1, V1; 2 s at 2048 Hz). The paper's
+#: kernels (500, 200, 10 pixels on 4618 spectral pixels) are "reshaped" to what a 2-s chirp in the
+#: 20-500 Hz band needs: 64 samples (31 ms, two cycles at 64 Hz) in the first layer, 32 and 16 after pooling
+#: by 4 (each covering ~250 ms and ~500 ms of the input), i.e. the same coarse-to-fine ordering as the paper's
+#: network; pooling 4, 4, 4 leaves 57 positions of 64 channels (3648 features) for one dense layer of 128.
+#: Small enough to train on CPUs; the data set, not the width, limits sensitivity at SNR ~8.
+DETECT_MODEL = {"in_channels": 3, "length": 4096, "kernels": [64, 32, 16], "channels": [32, 32, 64],
+                "pools": [4, 4, 4], "dense": [128]}
 
 
 def _from_dict(cls, d: Mapping[str, Any] | None, where: str):
@@ -39,7 +50,7 @@ def _from_dict(cls, d: Mapping[str, Any] | None, where: str):
 class TaskConfig:
     """What is learned and how it is scored.
 
-    name : ``"redshift"`` or ``"classify"``.
+    name : ``"redshift"``, ``"classify"`` or ``"detect"`` (gravitational-wave detection on strain sets).
     classes : classify: the classes to separate, in output order (default quasar and galaxy as in the
         paper; add ``"star"`` for three classes). Rows of other classes are left out of the data.
         redshift: the classes whose rows are used (default quasars only; ``None`` = every row with a z).
@@ -53,6 +64,9 @@ class TaskConfig:
         offset is right even when the arg-max lands next to the true bin.
     offset_weight : weight of the offset loss beside the cross-entropy.
     z_bins : bin edges for per-bin redshift scores.
+    snr_bins : detect only: lower edges of the injected-SNR bins the ROC AUC is given per (positives in the
+        bin against all negatives); the last bin is open-ended.
+    n_boot : detect only: bootstrap replicates for the 95% interval of the test ROC AUC (0 = none).
     state : fitted on the training rows (target mean/std for the MSE head); filled in by training.
     """
 
@@ -66,13 +80,15 @@ class TaskConfig:
     offset_window: int = 2
     offset_weight: float = 1.0
     z_bins: list[float] = field(default_factory=lambda: list(DEFAULT_Z_BINS))
+    snr_bins: list[float] = field(default_factory=lambda: list(DEFAULT_SNR_BINS))
+    n_boot: int = 1000
     state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.name not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.name!r}")
         if self.classes == ["__default__"]:
-            self.classes = ["qso", "galaxy"] if self.name == "classify" else ["qso"]
+            self.classes = {"classify": ["qso", "galaxy"], "detect": None}.get(self.name, ["qso"])
         if self.classes is not None:
             self.classes = [str(c) for c in self.classes]
         if self.name == "classify" and (self.classes is None or len(self.classes) < 2):
@@ -82,6 +98,9 @@ class TaskConfig:
         if not (-1.0 < self.z_min < self.z_max):
             raise ValueError(f"need -1 < z_min < z_max, got z_min={self.z_min}, z_max={self.z_max}")
         self.z_bins = [float(v) for v in self.z_bins]
+        self.snr_bins = [float(v) for v in self.snr_bins]
+        if any(b <= a for a, b in zip(self.snr_bins, self.snr_bins[1:])):
+            raise ValueError(f"snr_bins must increase, got {self.snr_bins}")
 
 
 @dataclass
@@ -93,7 +112,8 @@ class DataConfig:
     val_fraction : share of the remaining training side used for validation / early stopping.
     split_seed : seed of the split (independent of the training seed, so runs with different training
         seeds share a test set).
-    inputs : input channels: ``"flux"`` (the paper's) and optionally ``"mask"`` (1 where ivar > 0).
+    inputs : input channels: ``"flux"`` (the paper's) and optionally ``"mask"`` (1 where ivar > 0); for strain
+        sets (the ``detect`` task) ``["strain"]``: the set's detectors, as prepared.
     num_workers : data-loader worker processes per training process (HDF5 reads happen there).
     eval_batch_size : batch size for validation and prediction.
     aug_noise : training augmentation: add Gaussian noise of up to this many times each pixel's own
@@ -118,9 +138,9 @@ class DataConfig:
             raise ValueError(
                 f"need 0 <= test_fraction < 1 and 0 < val_fraction < 1, got {self.test_fraction}, {self.val_fraction}"
             )
-        bad = [i for i in self.inputs if i not in ("flux", "mask")]
-        if bad or not self.inputs:
-            raise ValueError(f"inputs must be a non-empty list of 'flux', 'mask', got {self.inputs}")
+        bad = [i for i in self.inputs if i not in INPUTS]
+        if bad or not self.inputs or ("strain" in self.inputs and len(self.inputs) > 1):
+            raise ValueError(f"inputs must be a non-empty list of 'flux', 'mask', or just ['strain'], got {self.inputs}")
 
 
 @dataclass
@@ -242,8 +262,12 @@ class RunConfig:
 
 def default_config(task: str = "redshift", /, **sections: Mapping[str, Any]) -> RunConfig:
     """The default configuration for ``task``, with per-section overrides, e.g.
-    ``default_config("classify", task={"classes": ["qso", "galaxy", "star"]}, train={"max_epochs": 5})``."""
+    ``default_config("classify", task={"classes": ["qso", "galaxy", "star"]}, train={"max_epochs": 5})``.
+    ``default_config("detect")`` starts from :data:`DETECT_MODEL` and ``data.inputs = ["strain"]``."""
     d: dict[str, Any] = {"task": {"name": task}}
+    if task == "detect":
+        d["model"] = dict(DETECT_MODEL)
+        d["data"] = {"inputs": ["strain"]}
     for name, values in sections.items():
         d.setdefault(name, {}).update(values)
     d["task"]["name"] = task

@@ -14,18 +14,70 @@ with gradients averaged by DDP the optimisation sees the same batches. Evaluatio
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence, Union
 
+import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import DataConfig
+from .errors import InputError
+from .gw.store import StrainSet
 from .store import PreparedSet
 from .tasks import Task
 
 #: marks a padding slot in a batch index array
 PAD = -1
+
+#: either kind of prepared set
+AnySet = Union[PreparedSet, StrainSet]
+
+
+def prepared_kind(path: str | os.PathLike) -> str:
+    """The ``kind`` attribute of a prepared set: ``"spectra"`` or ``"strain"``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    try:
+        with h5py.File(path, "r") as h5:
+            kind = h5.attrs.get("kind", "spectra")
+    except OSError as exc:
+        raise InputError(path, f"not a readable HDF5 file ({exc})") from exc
+    return kind.decode() if isinstance(kind, bytes) else str(kind)
+
+
+def open_prepared(path: str | os.PathLike) -> AnySet:
+    """Open a prepared set as the class its ``kind`` names: :class:`PreparedSet` (spectra) or
+    :class:`~astrocnn.gw.store.StrainSet` (strain)."""
+    return StrainSet(path) if prepared_kind(path) == "strain" else PreparedSet(path)
+
+
+def is_strain(store: Any) -> bool:
+    return isinstance(store, StrainSet)
+
+
+def class_names_of(store: AnySet) -> tuple[str, ...]:
+    return tuple(getattr(store, "class_names", ()))
+
+
+def read_inputs(store: AnySet, rows: np.ndarray, inputs: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Read ``rows`` of a prepared set: (the batch as read, the network inputs (n, channels, n) float32).
+
+    Strain sets give their prepared (whitened, band-passed, normalised) detector channels as they are.
+    """
+    if is_strain(store):
+        if list(inputs) != ["strain"]:
+            raise InputError(store.path, f"a strain set gives the input ['strain'], the run wants {list(inputs)}")
+        batch = store.read(np.asarray(rows, dtype=np.int64))
+        return batch, np.ascontiguousarray(batch["strain"], dtype=np.float32)
+    if "strain" in inputs:
+        raise InputError(store.path, "the run takes strain, this is a spectra set")
+    fields = ("flux", "ivar") if "mask" in inputs else ("flux",)
+    batch = store.read(rows, fields=fields)
+    return batch, make_inputs(batch["flux"], batch.get("ivar"), inputs)
 
 
 def split_rows(rows: np.ndarray, test_fraction: float, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -111,14 +163,15 @@ class SpectraBatches(Dataset):
     does not depend on which process or worker reads it.
     """
 
-    def __init__(self, store: PreparedSet, task: Task, config: DataConfig, *, augment: bool = False, seed: int = 0):
+    def __init__(self, store: AnySet, task: Task, config: DataConfig, *, augment: bool = False, seed: int = 0):
         self.store = store
         self.task = task
         self.config = config
-        self.augment = augment and (config.aug_noise > 0 or config.aug_shift > 0)
+        self.strain = is_strain(store)
+        self.augment = augment and (config.aug_noise > 0 or config.aug_shift > 0) and not self.strain
         self.seed = seed
         self.epoch = 0
-        self.class_names = store.class_names
+        self.class_names = class_names_of(store)
         self.fields = ("flux", "ivar") if ("mask" in config.inputs or self.augment) else ("flux",)
 
     def __len__(self) -> int:  # not used by the sampler-driven loader
@@ -127,6 +180,14 @@ class SpectraBatches(Dataset):
     def __getitem__(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         idx = np.asarray(idx, dtype=np.int64)
         pad = idx == PAD
+        if self.strain:
+            batch, x = read_inputs(self.store, np.where(pad, 0, idx), self.config.inputs)
+            return {
+                "x": torch.from_numpy(x),
+                "target": torch.from_numpy(np.asarray(self.task.targets(batch, self.class_names))),
+                "weight": torch.from_numpy((~pad).astype(np.float32)),
+                "row": torch.from_numpy(idx),
+            }
         batch = self.store.read(np.where(pad, 0, idx), fields=self.fields)
         flux, ivar = batch["flux"], batch.get("ivar")
         if self.augment:
@@ -171,7 +232,7 @@ class _EpochAwareSampler(BatchSampler):
             self.dataset.epoch = int(epoch)
 
 
-def make_loader(store: PreparedSet, rows: np.ndarray, task: Task, config: DataConfig, *, batch_size: int,
+def make_loader(store: AnySet, rows: np.ndarray, task: Task, config: DataConfig, *, batch_size: int,
                 train: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
     """A data loader over ``rows`` yielding this process's batches (see the module docstring)."""
     dataset = SpectraBatches(store, task, config, augment=train, seed=seed)

@@ -129,7 +129,7 @@ def plot_z_pred_vs_true(z_true: np.ndarray, z_pred: np.ndarray, path: str | os.P
     ax.set_ylabel("predicted z")
     if z_true.size:
         rel = 299792.458 * np.abs(z_pred - z_true) / (1 + z_true)
-        ax.set_title(f"n = {z_true.size}, {np.mean(rel < dv_limit_kms):.1%} within {dv_limit_kms:g} km/s", fontsize=9)
+        ax.set_title(f"n = {z_true.size}, {np.mean(rel < dv_limit_kms):.2%} within {dv_limit_kms:g} km/s", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     save(fig, path)
@@ -148,7 +148,7 @@ def plot_dv_hist(dv_kms: np.ndarray, path: str | os.PathLike, limit_kms: float =
     ax.set_xlabel("c dz / (1 + z)  [km/s]")
     ax.set_ylabel("spectra")
     if dv.size:
-        ax.set_title(f"n = {dv.size}; |dv| < {limit_kms:g}: {np.mean(np.abs(dv) < limit_kms):.1%}; "
+        ax.set_title(f"n = {dv.size}; |dv| < {limit_kms:g}: {np.mean(np.abs(dv) < limit_kms):.2%}; "
                      f"outside plot: {np.mean(~inside):.1%}", fontsize=9)
     fig.tight_layout()
     save(fig, path)
@@ -173,4 +173,56 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | o
     total = cm.sum()
     ax.set_title(f"accuracy {np.trace(cm) / total:.2%} (n = {int(total)})" if total else "no data", fontsize=9)
     fig.tight_layout()
+    save(fig, path)
+
+
+def plot_roc(fpr: np.ndarray, tpr: np.ndarray, path: str | os.PathLike, auc: float | None = None) -> None:
+    """ROC curve of a detector (log false-positive axis, where a search operates), with the chance line."""
+    fpr = np.asarray(fpr, dtype=np.float64)
+    tpr = np.asarray(tpr, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    label = "CNN" if auc is None else f"AUC = {auc:.3f}"
+    ax.plot(np.clip(fpr, 1e-4, 1), tpr, color="tab:blue", lw=1.4, label=label, drawstyle="steps-post")
+    grid = np.logspace(-4, 0, 50)
+    ax.plot(grid, grid, color="0.6", lw=0.8, ls="--", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlim(max(1e-4, 0.5 / max(1, fpr.size)), 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(loc="lower right", fontsize=8)
+    save(fig, path)
+
+
+def plot_efficiency_vs_snr(snr: np.ndarray, signal_score: np.ndarray, noise_score: np.ndarray,
+                           path: str | os.PathLike, fprs: Sequence[float] = (0.01, 0.1), n_bins: int = 12) -> None:
+    """Detection efficiency against injected SNR: the share of signals scoring above the threshold that
+    ``fpr`` of the noise-only samples exceed, in SNR bins of about equal counts, with binomial errors."""
+    snr = np.asarray(snr, dtype=np.float64)
+    sig = np.asarray(signal_score, dtype=np.float64)
+    noise = np.sort(np.asarray(noise_score, dtype=np.float64))
+    ok = np.isfinite(snr)
+    snr, sig = snr[ok], sig[ok]
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    if snr.size and noise.size:
+        edges = np.unique(np.quantile(snr, np.linspace(0, 1, max(2, min(n_bins, snr.size // 5) + 1))))
+        if edges.size < 2:
+            edges = np.array([snr.min(), snr.max() + 1e-9])
+        which = np.clip(np.searchsorted(edges, snr, side="right") - 1, 0, edges.size - 2)
+        centres = np.array([np.median(snr[which == b]) if np.any(which == b) else np.nan for b in range(edges.size - 1)])
+        for fpr in fprs:
+            thr = noise[min(noise.size - 1, int(np.ceil((1 - fpr) * noise.size)) - 1)] if noise.size else np.inf
+            eff, err = [], []
+            for b in range(edges.size - 1):
+                k = which == b
+                n = int(k.sum())
+                p = float((sig[k] > thr).mean()) if n else np.nan
+                eff.append(p)
+                err.append(np.sqrt(p * (1 - p) / n) if n else np.nan)
+            ax.errorbar(centres, eff, yerr=err, marker="o", ms=3, lw=1, capsize=2, label=f"FPR {fpr:g}")
+    ax.set_xlabel("injected network SNR")
+    ax.set_ylabel("detection efficiency")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     save(fig, path)

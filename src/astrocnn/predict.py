@@ -19,7 +19,6 @@ from .errors import InputError
 from .io import write_text_atomic
 from .spectra.grid import LogLambdaGrid
 from .spectra.preprocess import PreprocessConfig
-from .store import PreparedSet
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +30,8 @@ def _run_preprocessing(config) -> tuple[LogLambdaGrid, PreprocessConfig]:
 
 
 def _columns(task) -> list[str]:
+    if task.name == "detect":
+        return ["id", "source", "gps_centre", "score", "logit", "valid", "error"]
     if task.name == "redshift":
         return ["id", "source", "z_pred", "z_conf", "error"]
     return ["id", "source", "class", *[f"p_{c}" for c in task.class_names], "error"]
@@ -39,7 +40,12 @@ def _columns(task) -> list[str]:
 def _rows_from_pred(task, ids: Sequence[str], sources: Sequence[str], pred: dict[str, np.ndarray]) -> list[list[Any]]:
     rows = []
     for i in range(len(ids)):
-        if task.name == "redshift":
+        if task.name == "detect":
+            gps = pred.get("gps_centre")
+            valid = pred.get("valid")
+            rows.append([ids[i], sources[i], "" if gps is None else f"{gps[i]:.4f}", f"{pred['score'][i]:.6f}",
+                         f"{pred['logit'][i]:.4f}", "" if valid is None else int(bool(valid[i])), ""])
+        elif task.name == "redshift":
             conf = pred.get("z_conf")
             rows.append([ids[i], sources[i], f"{pred['z'][i]:.5f}", "" if conf is None else f"{conf[i]:.4f}", ""])
         else:
@@ -63,10 +69,15 @@ def predict_inputs(
     """
     from .spectra.pipeline import _map_ordered, _default_workers, _prepare_chunk
     from .spectra.sdss import find_spec_files
+    from .data import open_prepared
     from .train import check_compatible, load_run, predict_arrays, predict_rows
 
     loaded = load_run(run)
     network, task, config = loaded
+    if task.name == "detect":
+        columns, rows = _predict_strain(run, loaded, [Path(p) for p in inputs], batch_size)
+        _write(out, columns, rows)
+        return columns, rows
     grid, pre = _run_preprocessing(config)
     columns = _columns(task)
     n_prob = len(columns) - 3
@@ -100,7 +111,7 @@ def predict_inputs(
             rows.append(error_row(item.name, str(item), "no such file or folder"))
         elif item.suffix in (".h5", ".hdf5"):
             try:
-                store = PreparedSet(item)
+                store = open_prepared(item)
                 check_compatible(config, store)
             except InputError as exc:
                 rows.append(error_row(item.name, str(item), exc.problem))
@@ -114,12 +125,82 @@ def predict_inputs(
         else:
             pending += find_spec_files([item])
     flush(pending)
-    if out is not None:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
-        w.writerows(rows)
-        write_text_atomic(out, buf.getvalue())
+    _write(out, columns, rows)
     n_err = sum(1 for r in rows if r[-1])
     log.info("predicted %d spectra, %d could not be used", len(rows) - n_err, n_err)
+    return columns, rows
+
+
+def _is_prepared(path: Path) -> bool:
+    """True for an astrocnn prepared set (as opposed to, say, a GWOSC strain file)."""
+    import h5py
+
+    from .store import FORMAT
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
+def _write(out, columns: list[str], rows: list[list[Any]]) -> None:
+    if out is None:
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(rows)
+    write_text_atomic(out, buf.getvalue())
+
+
+def _predict_strain(run, loaded, inputs: list[Path], batch_size: int) -> tuple[list[str], list[list[Any]]]:
+    """Detection: prepared strain sets, G2Net-layout folders, or GWOSC files (grouped into segments).
+
+    GWOSC files covering the same GPS span (one per detector) are scored together, in sliding 2-s windows,
+    one row per window with its GPS centre time.
+    """
+    from .data import open_prepared
+    from .gw.apply import predict_g2net_dir, predict_gwosc
+    from .gw.readers import read_gwosc
+    from .train import check_compatible, predict_rows
+
+    network, task, config = loaded
+    columns = _columns(task)
+    rows: list[list[Any]] = []
+    segments: dict[tuple[float, int], list[Path]] = {}
+
+    def error_row(ident: str, source: str, reason: str) -> list[Any]:
+        return [ident, source, "", "", "", "", reason]
+
+    for item in inputs:
+        try:
+            if not item.exists():
+                raise InputError(item, "no such file or folder")
+            if item.is_dir():
+                pred = predict_g2net_dir(run, item, batch_size=batch_size, loaded=loaded)
+                rows += _rows_from_pred(task, list(pred["id"]), [str(item)] * len(pred["id"]), pred)
+                continue
+            if _is_prepared(item):
+                store = open_prepared(item)
+                check_compatible(config, store)
+                pred, _ = predict_rows(network, task, config, store, np.arange(len(store)), batch_size=batch_size,
+                                       with_target=False)
+                rows += _rows_from_pred(task, list(store.ids), [str(item)] * len(store), pred)
+                store.close()
+                continue
+            g = read_gwosc(item)
+            key = (round(float(g.gps_start), 3), int(round(g.strain.size / g.sample_rate)))
+            segments.setdefault(key, []).append(item)
+        except InputError as exc:
+            rows.append(error_row(item.name, str(item), exc.problem))
+    for (gps, dur), paths in segments.items():
+        try:
+            pred = predict_gwosc(run, paths, batch_size=batch_size, loaded=loaded)
+        except InputError as exc:
+            rows += [error_row(p.name, str(p), exc.problem) for p in paths]
+            continue
+        n = len(pred["score"])
+        source = "+".join(p.name for p in paths)
+        rows += _rows_from_pred(task, [f"{gps:.0f}-{dur}"] * n, [source] * n, pred)
     return columns, rows

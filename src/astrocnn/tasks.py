@@ -52,6 +52,14 @@ class Task:
     def targets(self, batch: Mapping[str, np.ndarray], class_names: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
 
+    def usable_rows(self, store) -> np.ndarray:
+        """Usable rows of a prepared set (spectra tasks: :meth:`rows` of its ``z``, ``cls`` and class names)."""
+        if getattr(store, "kind", "spectra") != "spectra" or not hasattr(store, "z"):
+            from .errors import InputError
+
+            raise InputError(store.path, f"the {self.name} task needs a prepared spectra set, not a strain set")
+        return self.rows(store.z, store.cls, store.class_names)
+
     # -- network ------------------------------------------------------------------------------------------
     def make_head(self, features: int) -> nn.Module:
         raise NotImplementedError
@@ -241,7 +249,113 @@ class ClassifyTask(Task):
         return f"classify ({', '.join(self.class_names)})"
 
 
-_TASKS = {"redshift": RedshiftTask, "classify": ClassifyTask}
+def _snr_bin_label(lo: float, hi: float) -> str:
+    return f"{lo:g}-{hi:g}" if math.isfinite(hi) else f">={lo:g}"
+
+
+def detection_metrics(label: np.ndarray, score: np.ndarray, snr: np.ndarray | None = None,
+                      snr_bins: Sequence[float] = (), n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Scores of a detector: ``n``, ``n_signal``, ``n_noise``, ``roc_auc`` (NaN without both classes), with
+    ``n_boot`` > 0 its stratified bootstrap 95% interval ``roc_auc_low`` / ``roc_auc_high``, ``tpr_at_fpr_0.01``
+    and, where ``snr`` of the positives is known, ``per_snr_bin``: for each bin ``[lo, hi)`` of
+    ``snr_bins`` (the last open-ended) the AUC of the positives in the bin against ALL negatives.
+    """
+    from .gw.roc import bootstrap_auc, roc_auc, tpr_at_fpr
+
+    y = np.asarray(label).astype(np.int64) == 1
+    s = np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    out: dict[str, Any] = {"n": int(y.size), "n_signal": n_pos, "n_noise": n_neg}
+    both = n_pos > 0 and n_neg > 0
+    out["roc_auc"] = roc_auc(y, s) if both else float("nan")
+    if n_boot > 0:
+        b = bootstrap_auc(y, s, n_boot=n_boot, seed=seed) if both else {"low": float("nan"), "high": float("nan")}
+        out["roc_auc_low"], out["roc_auc_high"] = b["low"], b["high"]
+    out["tpr_at_fpr_0.01"] = tpr_at_fpr(y, s, 0.01) if both else float("nan")
+    if snr is not None and len(snr_bins) and n_neg > 0:
+        snr = np.asarray(snr, dtype=np.float64)
+        edges = list(snr_bins) + [math.inf]
+        per = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            in_bin = y & (snr >= lo) & (snr < hi)
+            k = int(in_bin.sum())
+            if k == 0:
+                continue
+            keep = in_bin | ~y
+            per.append({"snr": _snr_bin_label(lo, hi), "snr_lo": lo, "snr_hi": hi if math.isfinite(hi) else None,
+                        "n_signal": k, "roc_auc": roc_auc(y[keep], s[keep])})
+        if per:
+            out["per_snr_bin"] = per
+    return out
+
+
+class DetectTask(Task):
+    """Gravitational-wave detection on prepared strain sets (:class:`~astrocnn.gw.store.StrainSet`).
+
+    One output, a logit, trained with binary cross-entropy on the label (1 signal, 0 noise only; rows with an
+    unknown label, -1, are left out). :meth:`decode` gives ``score`` = sigmoid(logit) and ``logit``. The
+    target array the trainer passes around is (n, 2) float32: the label and the injected network SNR (NaN
+    when unknown), so the metrics can be given per SNR bin; only the label enters the loss.
+    """
+
+    name = "detect"
+    monitor = "roc_auc"
+
+    def rows(self, z, cls, class_names):
+        raise NotImplementedError("the detect task takes rows from a strain set: use usable_rows(store)")
+
+    def usable_rows(self, store) -> np.ndarray:
+        target = getattr(store, "target", None)
+        if target is None or not hasattr(store, "whitening_psd"):
+            from .errors import InputError
+
+            raise InputError(store.path, "the detect task needs a prepared strain set (astrocnn.gw.store.prepare_g2net)")
+        return np.flatnonzero(np.asarray(target) >= 0)
+
+    def targets(self, batch, class_names):
+        label = np.asarray(batch["target"], dtype=np.float32)
+        snr = batch.get("snr")
+        snr = np.full(label.shape, np.nan, np.float32) if snr is None else np.asarray(snr, dtype=np.float32)
+        return np.stack([label, snr], axis=-1)
+
+    def make_head(self, features):
+        return RegressionHead(features)
+
+    def loss(self, output, target):
+        return F.binary_cross_entropy_with_logits(output, target[..., 0].to(output.dtype), reduction="none")
+
+    def decode(self, output):
+        return {"score": torch.sigmoid(output), "logit": output}
+
+    def metrics(self, pred, target, full=True):
+        target = np.asarray(target, dtype=np.float64).reshape(-1, 2)
+        return detection_metrics(target[:, 0], np.asarray(pred["logit"]), target[:, 1],
+                                 snr_bins=self.config.snr_bins if full else (),
+                                 n_boot=self.config.n_boot if full else 0)
+
+    def plots(self, pred, target, out_dir):
+        from . import plots
+        from .gw.roc import roc_curve
+
+        out_dir = Path(out_dir)
+        target = np.asarray(target, dtype=np.float64).reshape(-1, 2)
+        y = target[:, 0] == 1
+        logit = np.asarray(pred["logit"], dtype=np.float64)
+        paths = []
+        if y.any() and (~y).any():
+            fpr, tpr, _ = roc_curve(y, logit)
+            plots.plot_roc(fpr, tpr, out_dir / "roc.png", auc=detection_metrics(y, logit, n_boot=0)["roc_auc"])
+            paths.append(out_dir / "roc.png")
+            if np.isfinite(target[y, 1]).any():
+                plots.plot_efficiency_vs_snr(target[y, 1], logit[y], logit[~y], out_dir / "efficiency_vs_snr.png")
+                paths.append(out_dir / "efficiency_vs_snr.png")
+        return paths
+
+    def describe(self):
+        return "detect (gravitational-wave signal vs noise; one logit, binary cross-entropy)"
+
+
+_TASKS = {"redshift": RedshiftTask, "classify": ClassifyTask, "detect": DetectTask}
 
 
 def make_task(config: TaskConfig) -> Task:

@@ -10,11 +10,18 @@ Python API::
     scores = evaluate("runs/z", "other_survey.h5")
     out = predict_arrays("runs/z", flux, ivar)          # {"z": ..., "z_conf": ...}
 
+    # gravitational-wave detection on a prepared strain set (astrocnn.gw.store.prepare_g2net)
+    result = train("detect", "g2net_train.h5", "runs/gw", default_config("detect"))
+    scores = evaluate("runs/gw", "g2net_test.h5")      # roc_auc, its bootstrap interval, tpr_at_fpr_0.01, per SNR
+    # raw strain: astrocnn.gw.apply.predict_gwosc / predict_g2net_dir
+
 A run folder holds ``config.yaml`` (the :class:`~astrocnn.config.RunConfig` that built it, with the fitted
 task state and the input grid), ``split.npz`` (row indices of the train/val/test split), ``history.csv``
 (one row per epoch), ``best.safetensors`` and ``last.safetensors`` (weights with the configuration in
 their metadata: loading never unpickles anything), ``metrics.json`` (scores on the held-out test rows),
-``test_predictions.csv`` and plots.
+``test_predictions.csv`` and plots. Runs on strain sets also keep the whitening PSD in the weights files
+(tensor ``preprocess.whitening_psd``, see :func:`load_preprocess`) and the whitener settings in
+``config.input["preprocessing"]``, so raw strain is prepared for prediction exactly as the training set was.
 
 Distributed training (``devices > 1``) runs DDP over spawned processes; only rank 0 writes files. Each
 process takes its share of every global batch (see :mod:`astrocnn.data`), so results match a
@@ -43,11 +50,10 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .config import RunConfig, default_config
-from .data import make_inputs, make_loader, split_rows
+from .data import AnySet, class_names_of, is_strain, make_inputs, make_loader, open_prepared, read_inputs, split_rows
 from .errors import InputError
 from .io import atomic_path, write_text_atomic
 from .models.cnn import CNN, Network, he_uniform_
-from .store import PreparedSet
 from .tasks import Task, make_task
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,8 @@ HISTORY_FILE = "history.csv"
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.npz"
 METRICS_FILE = "metrics.json"
+#: weights-file tensors under this prefix are preprocessing state (e.g. the whitening PSD), not weights
+PREPROCESS_PREFIX = "preprocess."
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -72,9 +80,16 @@ def build_network(config: RunConfig, task: Task | None = None) -> Network:
     return he_uniform_(net)
 
 
-def save_weights(network: torch.nn.Module, config: RunConfig, path: str | os.PathLike) -> None:
-    """Write ``network``'s weights with ``config`` in the metadata (safetensors; atomic)."""
+def save_weights(network: torch.nn.Module, config: RunConfig, path: str | os.PathLike,
+                 preprocess: Mapping[str, Any] | None = None) -> None:
+    """Write ``network``'s weights with ``config`` in the metadata (safetensors; atomic).
+
+    preprocess : named arrays the inputs were prepared with (strain runs: ``whitening_psd``), stored as
+        tensors ``preprocess.<name>`` beside the weights so prediction can prepare new data identically.
+    """
     state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
+    for k, v in (preprocess or {}).items():
+        state[PREPROCESS_PREFIX + k] = torch.as_tensor(np.asarray(v)).contiguous().clone()
     meta = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_VERSION, "config": config.to_json()}
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(state, str(tmp), metadata=meta)
@@ -108,6 +123,7 @@ def load_run(run: str | os.PathLike, which: str = "best") -> tuple[Network, Task
     if meta.get("format") != WEIGHTS_FORMAT:
         raise InputError(path, "not an astrocnn weights file (no astrocnn configuration in its metadata)")
     config = RunConfig.from_json(meta["config"])
+    state = {k: v for k, v in state.items() if not k.startswith(PREPROCESS_PREFIX)}
     task = make_task(config.task)
     network = build_network(config, task)
     try:
@@ -118,10 +134,47 @@ def load_run(run: str | os.PathLike, which: str = "best") -> tuple[Network, Task
     return network, task, config
 
 
-def check_compatible(config: RunConfig, store: PreparedSet, task: str | None = None) -> None:
+def load_preprocess(run: str | os.PathLike, which: str = "best") -> dict[str, np.ndarray]:
+    """The preprocessing arrays stored with a run's weights (strain runs: ``whitening_psd`` (C, n//2+1)
+    float64); empty for spectra runs. Read without unpickling anything."""
+    path = _weights_file(run, which)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k[len(PREPROCESS_PREFIX):]: f.get_tensor(k).numpy() for k in f.keys()
+                    if k.startswith(PREPROCESS_PREFIX)}
+    except Exception as exc:
+        raise InputError(path, f"not a readable safetensors weights file ({exc})") from exc
+
+
+def strain_whitener(config: RunConfig, preprocess: Mapping[str, np.ndarray]):
+    """The :class:`~astrocnn.gw.transforms.GwPreprocess` (whitener + normalisation) a strain run was trained
+    behind, rebuilt from ``config.input["preprocessing"]`` and the stored PSD."""
+    from .gw.transforms import GwPreprocess, Whitener
+
+    pre = config.input.get("preprocessing") or {}
+    if config.input.get("kind") != "strain" or "whitener" not in pre or "whitening_psd" not in preprocess:
+        raise InputError(None, "this run was not trained on a prepared strain set (no stored whitener)")
+    w = Whitener.from_state(pre["whitener"], preprocess["whitening_psd"], int(config.input.get("whitening_n_fit", 1)))
+    return GwPreprocess(w, pre.get("normalize", "channel"))
+
+
+def check_compatible(config: RunConfig, store: AnySet, task: str | None = None) -> None:
     """Refuse a data set (or task) the network was not built for, saying what differs."""
     if task is not None and task != config.task.name:
         raise InputError(store.path, f"the model was trained for '{config.task.name}', not '{task}'")
+    want_kind = config.input.get("kind", "spectra")
+    have_kind = "strain" if is_strain(store) else "spectra"
+    if want_kind != have_kind:
+        raise InputError(store.path, f"a prepared {have_kind} set; the model was trained on {want_kind}")
+    if have_kind == "strain":
+        shape = [len(config.input.get("detectors", [])) or config.model.in_channels, int(config.input["length"])]
+        if list(store.shape) != shape or float(store.sample_rate) != float(config.input.get("sample_rate")):
+            raise InputError(store.path, f"strain of shape {tuple(store.shape)} at {store.sample_rate:g} Hz; the "
+                                         f"model takes {tuple(shape)} at {config.input.get('sample_rate'):g} Hz")
+        if store.preprocessing != config.input.get("preprocessing"):
+            log.warning("%s: prepared with %s; the model was trained behind %s", store.path,
+                        store.preprocessing, config.input.get("preprocessing"))
+        return
     want = config.input.get("grid")
     have = None if store.grid is None else json.loads(store.grid.to_json())
     if want is not None and have is not None and want != have:
@@ -154,6 +207,8 @@ class TaskModule(pl.LightningModule):
         self.data_path = data_path
         self.split = split
         self.epoch_record: dict[str, Any] = {}
+        #: preprocessing arrays saved with the weights (see :func:`save_weights`)
+        self.preprocess_arrays: dict[str, np.ndarray] = {}
         self._reset_train()
 
     # -- data
@@ -166,7 +221,7 @@ class TaskModule(pl.LightningModule):
     def _loader(self, part: str, train: bool):
         tc = self.run_config.train
         batch = tc.batch_size if train else self.run_config.data.eval_batch_size * self.trainer.world_size
-        return make_loader(PreparedSet(self.data_path), self.split[part], self.task, self.run_config.data,
+        return make_loader(open_prepared(self.data_path), self.split[part], self.task, self.run_config.data,
                            batch_size=batch, train=train, seed=tc.seed, rank=self.global_rank,
                            world_size=self.trainer.world_size)
 
@@ -292,10 +347,11 @@ class RunWriter(pl.Callback):
         if trainer.is_global_zero:
             self.rows.append(rec)
             _write_history(self.run_dir / HISTORY_FILE, self.rows)
-            save_weights(module.network, module.run_config, self.run_dir / "last.safetensors")
+            save_weights(module.network, module.run_config, self.run_dir / "last.safetensors", module.preprocess_arrays)
             if rec["val_loss"] < self.best:
                 self.best = rec["val_loss"]
-                save_weights(module.network, module.run_config, self.run_dir / "best.safetensors")
+                save_weights(module.network, module.run_config, self.run_dir / "best.safetensors",
+                             module.preprocess_arrays)
             log.info("epoch %d: %s", rec["epoch"],
                      ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if k not in ("epoch",) and isinstance(v, float)))
 
@@ -353,7 +409,8 @@ def _strategy(tc) -> Any:
 
 
 def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, config: RunConfig | None = None) -> RunResult:
-    """Train ``task`` (``"redshift"`` or ``"classify"``) on a prepared set and write a run folder.
+    """Train ``task`` (``"redshift"`` or ``"classify"`` on a spectra set, ``"detect"`` on a strain set) on a
+    prepared set and write a run folder.
 
     The usable rows (see :meth:`Task.rows`) are split into train/val/test with ``config.data``; training
     stops when the validation loss has not improved for ``config.train.patience`` epochs (or at
@@ -367,11 +424,12 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
     config = RunConfig.from_dict(config.to_dict())
     data_path = Path(data_path)
     out_dir = Path(out_dir)
-    store = PreparedSet(data_path)
-    if store.grid is None:
+    store = open_prepared(data_path)
+    strain = is_strain(store)
+    if not strain and store.grid is None:
         raise InputError(data_path, "this prepared set has no wavelength grid (is it a spectra set?)")
     tsk = make_task(config.task)
-    rows = tsk.rows(store.z, store.cls, store.class_names)
+    rows = tsk.usable_rows(store)
     dc, tc = config.data, config.train
     if dc.max_rows and rows.size > dc.max_rows:
         rows = np.sort(np.random.default_rng([dc.split_seed, 4]).choice(rows, dc.max_rows, replace=False))
@@ -381,15 +439,31 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
 
     # what the data dictate
     # the preprocessing is stored so predict treats new files exactly as the training set was treated
-    config.input = {"grid": json.loads(store.grid.to_json()), "length": int(store.grid.n),
-                    "preprocess": json.loads(store.attrs.get("preprocess", "{}")),
-                    "class_names": list(store.class_names)}
-    config.model.in_channels = len(dc.inputs)
-    config.model.length = int(store.grid.n)
+    preprocess_arrays: dict[str, np.ndarray] = {}
+    if strain:
+        # strain: the whitener config, normalisation and PSD travel with the run (the PSD in the weights file)
+        config.input = {"kind": "strain", "length": int(store.shape[1]), "sample_rate": float(store.sample_rate),
+                        "detectors": json.loads(store.attrs.get("detectors", "[]")),
+                        "preprocessing": store.preprocessing,
+                        "whitening_n_fit": int(store.attrs.get("whitening_n_fit", 1)),
+                        "whitening_fit": str(store.attrs.get("whitening_fit", ""))}
+        preprocess_arrays = {"whitening_psd": np.asarray(store.whitening_psd, dtype=np.float64)}
+        config.data.inputs = ["strain"]
+        config.model.in_channels = int(store.shape[0])
+        config.model.length = int(store.shape[1])
+    else:
+        config.input = {"grid": json.loads(store.grid.to_json()), "length": int(store.grid.n),
+                        "preprocess": json.loads(store.attrs.get("preprocess", "{}")),
+                        "class_names": list(store.class_names)}
+        config.model.in_channels = len(dc.inputs)
+        config.model.length = int(store.grid.n)
     config.model = type(config.model).from_dict(config.model.to_dict())  # re-validate
     config.data.path = str(data_path)
     config.version = __version__
-    fit_targets = tsk.targets(store.read(split["train"], fields=()), store.class_names)
+    if strain:  # labels only: never read the strain of the whole training side
+        fit_targets = tsk.targets({"target": store.target[split["train"]], "snr": store.snr[split["train"]]}, ())
+    else:
+        fit_targets = tsk.targets(store.read(split["train"], fields=()), store.class_names)
     tsk.fit(fit_targets)
     config.task = tsk.config
 
@@ -411,11 +485,13 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
              split["val"].size, split["test"].size, tsk.describe(), n_params)
 
     module = TaskModule(network, tsk, config, str(data_path), split)
+    module.preprocess_arrays = preprocess_arrays
     writer = RunWriter(out_dir)
     from pytorch_lightning.callbacks import EarlyStopping
 
     callbacks = [writer, EarlyStopping(monitor="val_loss", mode="min", patience=tc.patience, min_delta=tc.min_delta,
                                        check_on_train_epoch_end=False)]
+    threads_before = torch.get_num_threads()  # fit sets this process's thread count; give it back after
     if tc.threads:
         torch.set_num_threads(tc.threads)
     trainer = pl.Trainer(
@@ -442,7 +518,10 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
         warnings.filterwarnings("ignore", message=".*train_dataloader.*num_workers.*")
         # Lightning's own use of a deprecated torch API (pytorch_lightning/utilities/_pytree.py)
         warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
-        trainer.fit(module)
+        try:
+            trainer.fit(module)
+        finally:
+            torch.set_num_threads(threads_before)
     if trainer.global_rank != 0:
         store.close()
         return None  # type: ignore[return-value]  # a re-launched "ddp" process; rank 0 reports
@@ -489,7 +568,13 @@ def _run_plots(out_dir: Path, history, task: Task, pred, target) -> None:
 def _write_predictions(path: Path, ids, rows, pred, target, task: Task) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    if task.name == "redshift":
+    if task.name == "detect":
+        t = np.asarray(target, np.float64).reshape(-1, 2)
+        w.writerow(["row", "id", "target", "snr", "score", "logit"])
+        for i in range(len(rows)):
+            w.writerow([int(rows[i]), ids[i], int(t[i, 0]), "" if not np.isfinite(t[i, 1]) else f"{t[i, 1]:.3f}",
+                        f"{pred['score'][i]:.6g}", f"{pred['logit'][i]:.6g}"])
+    elif task.name == "redshift":
         z_true = np.expm1(np.asarray(target, np.float64))
         cols = ["row", "id", "z_true", "z_pred"] + (["z_conf"] if "z_conf" in pred else [])
         w.writerow(cols)
@@ -521,20 +606,18 @@ def _run_network(network: Network, task: Task, x: np.ndarray, batch_size: int) -
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 
 
-def predict_rows(network: Network, task: Task, config: RunConfig, store: PreparedSet, rows: np.ndarray,
+def predict_rows(network: Network, task: Task, config: RunConfig, store: AnySet, rows: np.ndarray,
                  batch_size: int | None = None, with_target: bool = True):
     """Predictions for ``rows`` of ``store`` (read in sorted chunks). Returns ``(pred, target)``."""
     rows = np.asarray(rows, dtype=np.int64)
     bs = batch_size or max(256, config.data.eval_batch_size)
-    fields = ("flux", "ivar") if "mask" in config.data.inputs else ("flux",)
     chunk = 4 * bs
     preds, targets = [], []
     for lo in range(0, rows.size, chunk):
-        batch = store.read(rows[lo:lo + chunk], fields=fields)
-        x = make_inputs(batch["flux"], batch.get("ivar"), config.data.inputs)
+        batch, x = read_inputs(store, rows[lo:lo + chunk], config.data.inputs)
         preds.append(_run_network(network, task, x, bs))
         if with_target:
-            targets.append(task.targets(batch, store.class_names))
+            targets.append(task.targets(batch, class_names_of(store)))
     if not preds:
         return {}, np.zeros(0)
     pred = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
@@ -552,9 +635,9 @@ def evaluate(run: str | os.PathLike, data_path: str | os.PathLike, out_dir: str 
     out_dir : if given, ``metrics_name`` (default ``metrics.json``) and the task's plots are written there.
     """
     network, task, config = load_run(run)
-    store = PreparedSet(data_path)
+    store = open_prepared(data_path)
     check_compatible(config, store)
-    rows = task.rows(store.z, store.cls, store.class_names)
+    rows = task.usable_rows(store)
     if split is not None:
         run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
         with np.load(run_dir / SPLIT_FILE, allow_pickle=False) as npz:
@@ -577,9 +660,10 @@ def evaluate(run: str | os.PathLike, data_path: str | os.PathLike, out_dir: str 
 
 def predict(run: str | os.PathLike, data_path: str | os.PathLike, batch_size: int = 1024) -> dict[str, np.ndarray]:
     """Predictions for every row of a prepared set: ``id``, ``row`` and the task's outputs
-    (redshift: ``z``, ``z_conf``; classify: ``cls`` (index), ``class`` (name), ``prob`` (n, n_classes))."""
+    (redshift: ``z``, ``z_conf``; classify: ``cls`` (index), ``class`` (name), ``prob`` (n, n_classes);
+    detect, on a strain set: ``score`` (sigmoid of the logit) and ``logit``)."""
     network, task, config = load_run(run)
-    store = PreparedSet(data_path)
+    store = open_prepared(data_path)
     check_compatible(config, store)
     rows = np.arange(len(store))
     pred, _ = predict_rows(network, task, config, store, rows, batch_size=batch_size, with_target=False)

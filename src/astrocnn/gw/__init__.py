@@ -8,6 +8,7 @@ A strain sample is ``strain`` of shape (3, 4096): H1, L1, V1, 2 s at ``sample_ra
     from astrocnn.gw.store import prepare_g2net, StrainSet
     from astrocnn.gw.matched_filter import make_template_bank, matched_filter_scores, baseline_metrics
     from astrocnn.gw.roc import roc_auc, roc_curve, tpr_at_fpr, bootstrap_auc
+    from astrocnn.gw.apply import predict_gwosc, predict_g2net_dir                 # score raw strain with a run
 
 The submodules are imported on demand: readers, transforms, store and roc work without lalsuite.
 """

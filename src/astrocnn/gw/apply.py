@@ -1,0 +1,147 @@
+"""Apply a trained detection run (task ``detect``) to raw strain: GWOSC segments and G2Net folders.
+
+    from astrocnn.gw.apply import predict_gwosc, predict_g2net_dir
+
+    out = predict_gwosc("runs/detect", ["H-H1_LOSC_4_V2-1126259446-32.hdf5", "L-L1_LOSC_4_V2-1126259446-32.hdf5"])
+    out["gps_centre"], out["score"]          # one score per 2-s window, 0.25 s apart
+    out = predict_g2net_dir("runs/detect", "g2net/")   # id, score, logit (and target where labelled)
+
+Real strain (:func:`predict_gwosc`) is whitened as a whole segment with its OWN noise estimate
+(:func:`~astrocnn.gw.transforms.whiten_long_segment`: median Welch PSD, then the training run's band-pass),
+resampled to the run's rate, and only then cut into windows of the training length; each window is tapered
+with the training whitener's Tukey window and normalised as the training set was, so a window looks like a
+prepared training sample. G2Net-layout samples (:func:`predict_g2net_dir`) are 2-s series already and go
+through the run's stored whitener (the training PSD), exactly as :func:`~astrocnn.gw.store.prepare_g2net`
+prepared the training set.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .transforms import Normalize, sliding_windows, tukey, whiten_long_segment
+
+log = logging.getLogger(__name__)
+
+
+def _load(run, loaded):
+    from ..train import load_run
+
+    network, task, config = loaded if loaded is not None else load_run(run)
+    if task.name != "detect" or config.input.get("kind") != "strain":
+        raise InputError(run, f"a '{task.name}' run; scoring strain needs a 'detect' run trained on a strain set")
+    return network, task, config
+
+
+def _scores(network, task, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    from ..train import _run_network
+
+    out = _run_network(network, task, np.ascontiguousarray(x, dtype=np.float32), batch_size)
+    if not out:
+        return {"score": np.zeros(0, np.float32), "logit": np.zeros(0, np.float32)}
+    return out
+
+
+def predict_gwosc(
+    run: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    step_s: float = 0.25,
+    *,
+    fftlength: float = 4.0,
+    taper_s: float = 1.0,
+    missing: str = "noise",
+    seed: int = 0,
+    require: Sequence[str] = ("DATA",),
+    batch_size: int = 256,
+    loaded: tuple | None = None,
+) -> dict[str, np.ndarray]:
+    """Score a GWOSC segment (one file per detector) in sliding windows with a ``detect`` run.
+
+    paths : GWOSC HDF5 files, one per detector, combined by :func:`~astrocnn.gw.readers.gwosc_network`
+        (a missing detector is filled per ``missing``/``seed``; DQ-failed seconds per ``require`` are zeroed).
+    step_s : seconds between window starts; the window is the run's input length (2 s).
+    fftlength, taper_s : of the whole-segment whitening (Welch FFT length, Tukey taper at each end).
+    loaded : a :func:`~astrocnn.train.load_run` result to reuse.
+
+    Returns arrays, one entry per window in time order: ``gps_centre`` (GPS time of the window's centre),
+    ``score`` (sigmoid of the logit), ``logit``, and ``valid`` (every real detector's samples in the window
+    pass the DQ requirement and the window lies clear of the segment's end tapers).
+    """
+    from .readers import gwosc_network
+
+    network, task, config = _load(run, loaded)
+    pre = config.input.get("preprocessing") or {}
+    wcfg = pre.get("whitener") or {}
+    rate = float(config.input.get("sample_rate", wcfg.get("sample_rate", 2048.0)))
+    n = int(config.input["length"])
+    band = wcfg.get("band", (20.0, 500.0))
+    band = None if band is None else (float(band[0]), float(band[1]))
+    net = gwosc_network(list(paths), sample_rate=rate, missing=missing, seed=seed, require=require)
+    if net.strain.shape[0] != config.model.in_channels:
+        raise InputError(paths[0], f"{net.strain.shape[0]} detectors; the model takes {config.model.in_channels}")
+    if net.strain.shape[1] < n:
+        raise InputError(paths[0], f"{net.duration:.2f} s of shared data; the model needs windows of {n / rate:g} s")
+    white = whiten_long_segment(net.strain, rate, fftlength=fftlength, band=band,
+                                order=int(wcfg.get("order", 4)), taper_s=taper_s)
+    windows, centres = sliding_windows(white, net.gps_start, rate, window_s=n / rate, step_s=step_s)
+    x = windows * tukey(n, float(wcfg.get("alpha", 0.2)))[None, None, :]
+    with torch.no_grad():
+        x = Normalize(pre.get("normalize", "channel"))(torch.as_tensor(x)).numpy()
+    out = _scores(network, task, x, batch_size)
+    # validity: DQ of the real detectors over the window, and clear of the whitening tapers
+    real = np.flatnonzero(net.available)
+    good = net.valid[real].all(axis=0) if real.size else np.ones(net.strain.shape[1], bool)
+    bad_cum = np.r_[0, np.cumsum(~good)]
+    starts = np.round((centres - net.gps_start) * rate - n / 2).astype(np.int64)
+    valid = (bad_cum[starts + n] - bad_cum[starts]) == 0
+    edge = taper_s * rate
+    valid &= (starts >= edge) & (starts + n <= net.strain.shape[1] - edge)
+    log.info("%d windows of %g s over %.1f s from GPS %.3f; max score %.4g", len(centres), n / rate,
+             net.duration, net.gps_start, float(out["score"].max()) if len(centres) else float("nan"))
+    return {"gps_centre": np.asarray(centres, dtype=np.float64), "score": out["score"], "logit": out["logit"],
+            "valid": valid}
+
+
+def predict_g2net_dir(
+    run: str | os.PathLike,
+    directory: str | os.PathLike,
+    *,
+    split: str | None = None,
+    batch_size: int = 256,
+    workers: int = 4,
+    loaded: tuple | None = None,
+) -> dict[str, np.ndarray]:
+    """Score every sample of a raw G2Net-layout folder with a ``detect`` run.
+
+    Samples are whitened with the run's stored whitener (the training PSD), band-passed and normalised as
+    the training set was. Returns ``id``, ``score``, ``logit``, ``target`` (-1 where unlabelled) and ``snr``
+    (NaN where unknown), sorted by id.
+    """
+    from ..train import load_preprocess, strain_whitener
+    from .readers import read_g2net
+    from .store import _load_rows
+
+    network, task, config = _load(run, loaded)
+    module = strain_whitener(config, load_preprocess(run))
+    index = read_g2net(directory, split=split)
+    n = int(config.input["length"])
+    scores, logits = [], []
+    for lo in range(0, len(index), batch_size):
+        raw = _load_rows(index.paths[lo:lo + batch_size], max(1, int(workers)))
+        if raw.shape[1:] != (config.model.in_channels, n):
+            raise InputError(index.paths[lo], f"samples of shape {raw.shape[1:]}; the model takes "
+                                              f"({config.model.in_channels}, {n})")
+        with torch.no_grad():
+            x = module(torch.as_tensor(raw)).numpy()
+        out = _scores(network, task, x, batch_size)
+        scores.append(out["score"])
+        logits.append(out["logit"])
+    log.info("%s: scored %d samples", directory, len(index))
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.float32))
+    return {"id": np.asarray(index.ids, dtype=object), "score": cat(scores), "logit": cat(logits),
+            "target": np.asarray(index.target), "snr": np.asarray(index.snr, dtype=np.float64)}

@@ -1,0 +1,168 @@
+"""The "detect" task end to end: training on simulated strain, save/load, metrics, and scoring raw strain."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from astrocnn.config import RunConfig, default_config
+from astrocnn.errors import InputError
+from astrocnn.tasks import DetectTask, detection_metrics, make_task
+
+GWOSC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gwosc"
+
+# a small network so the test trains in seconds on two CPU cores
+SMALL_MODEL = {"kernels": [32, 16, 8], "channels": [16, 16, 32], "pools": [4, 4, 4], "dense": [32], "norm": "group"}
+
+
+@pytest.fixture(scope="module")
+def detect_run(tmp_path_factory):
+    pytest.importorskip("lal")
+    from astrocnn.gw.simulate import simulate_g2net
+    from astrocnn.gw.store import prepare_g2net
+    from astrocnn.train import train
+
+    root = tmp_path_factory.mktemp("detect")
+    simulate_g2net(200, 3, root / "sim", snr_median=50, workers=2)
+    data = prepare_g2net(root / "sim", root / "train.h5")
+    cfg = default_config("detect", model=SMALL_MODEL,
+                         train={"max_epochs": 5, "batch_size": 32, "lr": 3e-3, "patience": 6, "progress_bar": False,
+                                "seed": 1},
+                         data={"num_workers": 0, "test_fraction": 0.25, "val_fraction": 0.15},
+                         task={"n_boot": 200})
+    result = train("detect", data, root / "run", cfg)
+    return root, data, result
+
+
+def test_detect_trains_and_beats_chance(detect_run):
+    root, data, result = detect_run
+    m = result.metrics
+    assert m["n"] == 50 and m["n_signal"] + m["n_noise"] == 50
+    assert m["roc_auc"] > 0.8, m
+    assert m["roc_auc_low"] <= m["roc_auc"] <= m["roc_auc_high"]
+    assert 0.0 <= m["tpr_at_fpr_0.01"] <= 1.0
+    assert m["per_snr_bin"] and all(b["n_signal"] > 0 for b in m["per_snr_bin"])
+    run = root / "run"
+    for name in ("config.yaml", "best.safetensors", "metrics.json", "test_predictions.csv", "roc.png",
+                 "efficiency_vs_snr.png", "history.csv"):
+        assert (run / name).exists(), name
+    cfg = RunConfig.load(run / "config.yaml")
+    assert cfg.task.name == "detect" and cfg.input["kind"] == "strain" and cfg.data.inputs == ["strain"]
+    assert cfg.model.in_channels == 3 and cfg.model.length == 4096
+    header = (run / "test_predictions.csv").read_text().splitlines()[0]
+    assert header == "row,id,target,snr,score,logit"
+
+
+def test_save_load_evaluate_predict_identical(detect_run):
+    from astrocnn.gw.store import StrainSet
+    from astrocnn.train import evaluate, load_preprocess, load_run, predict
+
+    root, data, result = detect_run
+    net, task, cfg = load_run(root / "run")
+    assert isinstance(task, DetectTask)
+    psd = load_preprocess(root / "run")["whitening_psd"]
+    with StrainSet(data) as ds:
+        np.testing.assert_array_equal(psd, ds.whitening_psd)
+    m = evaluate(root / "run", data, split="test")
+    assert m["roc_auc"] == pytest.approx(result.metrics["roc_auc"], abs=1e-12)
+    p1 = predict(root / "run", data)
+    p2 = predict(root / "run", data)
+    np.testing.assert_array_equal(p1["score"], p2["score"])
+    # the stored test predictions are the same numbers
+    rows = np.loadtxt(root / "run" / "test_predictions.csv", delimiter=",", skiprows=1, usecols=(0, 4))
+    np.testing.assert_allclose(p1["score"][rows[:, 0].astype(int)], rows[:, 1], rtol=1e-5, atol=1e-7)
+
+
+def test_predict_g2net_dir_matches_prepared_set(detect_run):
+    from astrocnn.gw.apply import predict_g2net_dir
+    from astrocnn.train import predict
+
+    root, data, _ = detect_run
+    raw = predict_g2net_dir(root / "run", root / "sim")
+    prepped = predict(root / "run", data)
+    assert list(raw["id"]) == list(prepped["id"])
+    np.testing.assert_allclose(raw["score"], prepped["score"], rtol=1e-4, atol=1e-6)
+    assert set(np.unique(raw["target"])) <= {0, 1}
+
+
+@pytest.mark.skipif(not GWOSC.is_dir(), reason="../shared/data/gwosc is not here")
+def test_predict_gwosc_windows(detect_run):
+    from astrocnn.gw.apply import predict_gwosc
+    from astrocnn.gw.readers import read_gwosc
+
+    root, _, _ = detect_run
+    files = sorted(GWOSC.glob("*-1128678884-32.hdf5"))
+    assert len(files) == 2
+    out = predict_gwosc(root / "run", files, step_s=0.5)
+    g = read_gwosc(files[0])
+    lo, hi = g.gps_start, g.gps_start + g.duration
+    assert out["score"].shape == out["gps_centre"].shape == out["valid"].shape
+    assert len(out["score"]) == int((32 - 2) / 0.5) + 1
+    assert np.all(np.isfinite(out["score"])) and np.all((out["score"] >= 0) & (out["score"] <= 1))
+    assert np.all((out["gps_centre"] >= lo + 1.0) & (out["gps_centre"] <= hi - 1.0))
+    assert np.all(np.diff(out["gps_centre"]) == pytest.approx(0.5))
+    assert out["valid"].any() and not out["valid"][0]
+
+
+def test_wrong_kind_of_set_is_refused(detect_run, tmp_path):
+    from astrocnn.data import open_prepared
+    from astrocnn.train import train
+
+    root, data, _ = detect_run
+    with pytest.raises(InputError, match="spectra set"):
+        train("redshift", data, tmp_path / "r", default_config("redshift"))
+    with pytest.raises(InputError, match="strain"):
+        make_task(default_config("detect").task).usable_rows(type("S", (), {"path": "x", "z": None})())
+    assert open_prepared(data).__class__.__name__ == "StrainSet"
+
+
+def test_detection_metrics_by_hand():
+    # 3 signals (SNR 5, 9, 25), 4 noise samples
+    label = np.array([1, 1, 1, 0, 0, 0, 0])
+    score = np.array([0.2, 0.7, 0.9, 0.1, 0.3, 0.8, 0.4])
+    snr = np.array([5.0, 9.0, 25.0, np.nan, np.nan, np.nan, np.nan])
+    m = detection_metrics(label, score, snr, snr_bins=[0, 8, 20], n_boot=50)
+    # pairs (signal > noise): 0.2 beats 0.1 -> 1; 0.7 beats 0.1, 0.3, 0.4 -> 3; 0.9 beats all 4 -> 4: 8 / 12
+    assert m["roc_auc"] == pytest.approx(8 / 12)
+    assert (m["n"], m["n_signal"], m["n_noise"]) == (7, 3, 4)
+    # no threshold passes <= 1% of 4 noise samples but signals: only 0.9 is above every noise score -> 1/3
+    assert m["tpr_at_fpr_0.01"] == pytest.approx(1 / 3)
+    bins = {b["snr"]: b for b in m["per_snr_bin"]}
+    assert bins["0-8"]["roc_auc"] == pytest.approx(1 / 4) and bins["0-8"]["n_signal"] == 1
+    assert bins["8-20"]["roc_auc"] == pytest.approx(3 / 4)
+    assert bins[">=20"]["roc_auc"] == pytest.approx(1.0) and bins[">=20"]["snr_hi"] is None
+    assert m["roc_auc_low"] <= m["roc_auc"] <= m["roc_auc_high"]
+    json.dumps(m)  # JSON-ready
+    # one class only: NaN, not an exception (validation sets can be tiny)
+    assert math.isnan(detection_metrics(np.ones(3), np.arange(3.0), n_boot=0)["roc_auc"])
+
+
+def test_detect_task_loss_and_decode():
+    import torch
+
+    task = make_task(default_config("detect").task)
+    logit = torch.tensor([0.0, 2.0, -1.0])
+    target = torch.tensor([[1.0, 12.0], [0.0, float("nan")], [0.0, float("nan")]])
+    loss = task.loss(logit, target)
+    expected = [math.log(2.0), math.log1p(math.exp(2.0)), math.log1p(math.exp(-1.0))]
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6)
+    out = task.decode(logit)
+    np.testing.assert_allclose(out["score"].numpy(), 1 / (1 + np.exp(-logit.numpy())), rtol=1e-6)
+    assert task.monitor == "roc_auc"
+
+
+def test_default_detect_config():
+    from astrocnn.config import DETECT_MODEL
+    from astrocnn.models.cnn import CNN
+
+    cfg = default_config("detect", model={"dense": [64]})
+    assert cfg.model.kernels == DETECT_MODEL["kernels"] and cfg.model.dense == [64]
+    assert cfg.model.in_channels == 3 and cfg.model.length == 4096 and cfg.data.inputs == ["strain"]
+    assert cfg.task.classes is None
+    assert CNN(cfg.model).features == 64
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError):
+        default_config("detect", data={"inputs": ["strain", "flux"]})
