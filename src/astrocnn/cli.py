@@ -145,9 +145,18 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         h.setFormatter(logging.Formatter("astrocnn: %(message)s"))
         h._astrocnn = True  # type: ignore[attr-defined]
         root.addHandler(h)
-    # Lightning's banner lines (GPU available ..., tips) are noise for our users unless debugging
-    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _quiet_lightning() -> None:
+    """Lightning's banner lines (GPU available ..., tips) are noise for our users unless debugging.
+
+    Called after Lightning is imported: importing it resets its loggers to INFO.
+    """
+    import pytorch_lightning  # noqa: F401
+
+    level = logging.DEBUG if logging.getLogger("astrocnn").level <= logging.DEBUG else logging.WARNING
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(name).setLevel(level)
 
 
 def _cmd_simulate(args) -> int:
@@ -232,6 +241,7 @@ def _cmd_train(args) -> int:
 
     from .train import train
 
+    _quiet_lightning()
     result = train(args.task, args.data, args.out, _train_config(args))
     if result is not None:
         m = result.metrics
@@ -276,6 +286,8 @@ def _cmd_baseline(args) -> int:
 
 def _cmd_demo(args) -> int:
     from .demo import run_demo
+
+    _quiet_lightning()
 
     report = run_demo(args.out, n=args.n, seed=args.seed)
     print(report)
