@@ -128,6 +128,10 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--workers", type=int, default=None)
 
+    s = sub.add_parser("bench", help="measure throughputs on this machine (conv direct vs FFT, loader, simulators, predict)")
+    s.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    s.add_argument("--out", type=Path, default=Path("bench.json"))
+
     # demo ----------------------------------------------------------------------------------------
     s = sub.add_parser("demo", help="the main job on built-in simulated data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -284,6 +288,15 @@ def _cmd_baseline(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import format_table, run_bench
+
+    result = run_bench(args.out, quick=args.quick)
+    print(format_table(result))
+    print(f"written to {args.out}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -295,7 +308,7 @@ def _cmd_demo(args) -> int:
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo,
-             "baseline": _cmd_baseline, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+             "baseline": _cmd_baseline, "bench": _cmd_bench, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
