@@ -225,6 +225,16 @@ class PreparedSet:
         except OSError as exc:
             raise InputError(self.path, f"not a readable HDF5 file ({exc})") from exc
         try:
+            self._load_index(h5)
+        except (RuntimeError, OSError, ValueError, TypeError, MemoryError) as exc:
+            # damaged object headers or heaps surface as any of these from h5py
+            h5.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(self.path, f"damaged prepared set ({first})") from exc
+        self._h5: h5py.File | None = None
+
+    def _load_index(self, h5: h5py.File) -> None:
+        try:
             if h5.attrs.get("format") != FORMAT:
                 raise InputError(self.path, "not an astrocnn prepared set (run 'astrocnn prepare' or 'astrocnn simulate')")
             if int(h5.attrs.get("format_version", 0)) > FORMAT_VERSION:
@@ -236,6 +246,13 @@ class PreparedSet:
             self.kind = str(self.attrs.get("kind", "spectra"))
             self.grid = LogLambdaGrid.from_json(self.attrs["grid"]) if "grid" in self.attrs else None
             self.class_names = tuple(json.loads(self.attrs.get("class_names", json.dumps(list(CLASS_NAMES)))))
+            # a damaged header can claim absurd sizes: check before allocating anything
+            n = int(h5["id"].shape[0])
+            size = self.path.stat().st_size
+            for name in ("z", "cls", "snr", "flux"):
+                if name in h5 and (h5[name].shape[0] != n or n > size):
+                    raise InputError(self.path, f"damaged prepared set ({name} has {h5[name].shape[0]} rows, id has "
+                                                f"{n}, the file has {size} bytes)")
             self.z = h5["z"][:] if "z" in h5 else None
             self.cls = h5["cls"][:] if "cls" in h5 else None
             self.ids = np.array([s.decode() if isinstance(s, bytes) else s for s in h5["id"][:]], dtype=object)
@@ -248,7 +265,6 @@ class PreparedSet:
             h5.close()
             raise
         h5.close()
-        self._h5: h5py.File | None = None
 
     @property
     def preprocess(self) -> PreprocessConfig:

@@ -155,8 +155,9 @@ def load_g2net_sample(path: str | os.PathLike) -> np.ndarray:
         strain = np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(path, f"not a .npy array ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, TokenError, SyntaxError...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"not a .npy array ({first})") from exc
     if not isinstance(strain, np.ndarray):
         raise InputError(path, "not a .npy array (an .npz archive?)")
     if strain.shape != G2NET_SHAPE:
@@ -252,9 +253,17 @@ def read_gwosc(path: str | os.PathLike) -> GwoscStrain:
     if not path.is_file():
         raise InputError(path, "no such file")
     try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(path, f"not a readable HDF5 file ({exc})") from exc
+        return _read_gwosc(path)
+    except InputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        # a damaged object header or data chunk surfaces as any of these from h5py
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"damaged or unreadable GWOSC HDF5 file ({first})") from exc
+
+
+def _read_gwosc(path: Path) -> GwoscStrain:
+    h5 = h5py.File(path, "r")
     with h5:
         if "strain/Strain" not in h5:
             raise InputError(path, "no strain/Strain dataset (not a GWOSC strain file?)")

@@ -136,5 +136,8 @@ def preprocess(
         raise RejectedSpectrum(source, "flux has zero variance over the valid pixels")
     snr = float(np.median(np.abs(values) * np.sqrt(g_ivar[valid])))
     out_flux = np.where(valid, (g_flux - mean) / std, 0.0).astype(np.float32)
-    out_ivar = np.where(valid, g_ivar * std**2, 0.0).astype(np.float32)
+    # clipped into float32's range: an absurd ivar must neither overflow to inf nor underflow to 0, since
+    # ivar == 0 means "no data" to everything downstream
+    f32 = np.finfo(np.float32)
+    out_ivar = np.where(valid, np.clip(g_ivar * std**2, float(f32.tiny), float(f32.max)), 0.0).astype(np.float32)
     return Prepared(flux=out_flux, ivar=out_ivar, coverage=coverage, snr=snr, mean=mean, std=std)
