@@ -121,7 +121,9 @@ def preprocess(
         raise RejectedSpectrum(source, "no valid pixels (ivar <= 0, non-finite flux or bad mask bits everywhere)")
     ivar = np.where(ok, spectrum.ivar, 0.0)
     flux = np.where(ok, spectrum.flux, 0.0)
-    g_flux, g_ivar, frac = resample(spectrum.loglam, flux, ivar, grid)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # values near float64's limits overflow here; the checks below reject what did not survive
+        g_flux, g_ivar, frac = resample(spectrum.loglam, flux, ivar, grid)
     # a grid pixel counts as covered when valid native pixels fill at least half of it
     valid = (g_ivar > 0) & (frac >= 0.5)
     coverage = float(valid.mean())
@@ -130,8 +132,11 @@ def preprocess(
             source, f"only {coverage:.0%} of the grid has data (minimum {config.min_coverage:.0%})"
         )
     values = g_flux[valid]
-    mean = float(values.mean())
-    std = float(values.std())
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(values.mean())
+        std = float(values.std())
+    if not (np.isfinite(mean) and np.isfinite(std) and np.isfinite(g_ivar[valid]).all()):
+        raise RejectedSpectrum(source, "flux or ivar values too large for the arithmetic (overflow)")
     if not np.isfinite(std) or std <= 0 or std < 1e-12 * max(abs(mean), 1e-30):
         raise RejectedSpectrum(source, "flux has zero variance over the valid pixels")
     snr = float(np.median(np.abs(values) * np.sqrt(g_ivar[valid])))
@@ -139,5 +144,6 @@ def preprocess(
     # clipped into float32's range: an absurd ivar must neither overflow to inf nor underflow to 0, since
     # ivar == 0 means "no data" to everything downstream
     f32 = np.finfo(np.float32)
-    out_ivar = np.where(valid, np.clip(g_ivar * std**2, float(f32.tiny), float(f32.max)), 0.0).astype(np.float32)
+    with np.errstate(over="ignore"):
+        out_ivar = np.where(valid, np.clip(g_ivar * std**2, float(f32.tiny), float(f32.max)), 0.0).astype(np.float32)
     return Prepared(flux=out_flux, ivar=out_ivar, coverage=coverage, snr=snr, mean=mean, std=std)
