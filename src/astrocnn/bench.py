@@ -5,7 +5,7 @@ Python API::
     from astrocnn.bench import run_bench, format_table
 
     result = run_bench("bench.json")            # full run, a few minutes
-    print(format_table(result))
+    table = format_table(result)               # a text table for the terminal
     run_bench("bench.json", quick=True)         # under a minute: fewer repeats, smaller sets
 
 What is measured, in one process on this machine (torch threads = all usable cores):

@@ -58,7 +58,59 @@ def _h5_dtype(kind: str):
     return _STR if kind in ("U", "S", "O") else np.dtype(kind if len(kind) > 1 else {"f": "f8", "i": "i8", "b": "?"}[kind])
 
 
-class PreparedWriter:
+class AtomicH5Writer:
+    """An HDF5 file written under a temporary name and moved to ``path`` only by :meth:`close`.
+
+    Subclasses call :meth:`_open` first, count rows in ``self._n``, and may override :meth:`_flush`.
+    Use as a context manager: an exception inside the block discards the partial file.
+    """
+
+    #: what a row is, for the log line
+    row_name = "rows"
+
+    def _open(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._h5: h5py.File | None = h5py.File(self._tmp, "w")
+        self._n = 0
+
+    def _flush(self) -> None:
+        """Write buffered rows (nothing by default)."""
+
+    def close(self) -> Path:
+        """Flush, close and move the file to its final name. Returns the path."""
+        if self._h5 is None:
+            return self.path
+        self._flush()
+        self._h5.attrs["n"] = self._n
+        self._h5.close()
+        self._h5 = None
+        self._atomic.__exit__(None, None, None)
+        log.info("wrote %d %s to %s", self._n, self.row_name, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the partial file."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+            try:
+                raise RuntimeError("aborted")
+            except RuntimeError as exc:
+                self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class PreparedWriter(AtomicH5Writer):
     """Append prepared spectra to a new HDF5 file; the file appears under ``path`` only on :meth:`close`.
 
     Use as a context manager: an exception inside the block discards the partial file.
@@ -87,15 +139,12 @@ class PreparedWriter:
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         attrs: Mapping[str, Any] | None = None,
     ):
-        self.path = Path(path)
         self.grid = grid
         self.truth_columns = dict(truth_columns or {})
         self.class_names = tuple(class_names)
         self.chunk_rows = int(chunk_rows)
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._h5 = h5py.File(self._tmp, "w")
-        self._n = 0
+        self.row_name = "spectra"
+        self._open(path)
         self._buf: dict[str, list] = {}
         self._reset_buffer()
         n = grid.n
@@ -175,38 +224,6 @@ class PreparedWriter:
                 ds[lo:hi] = np.asarray(values, dtype=ds.dtype)
         self._n = hi
         self._reset_buffer()
-
-    def close(self) -> Path:
-        """Flush, close and move the file to its final name. Returns the path."""
-        if self._h5 is None:
-            return self.path
-        self._flush()
-        self._h5.attrs["n"] = self._n
-        self._h5.close()
-        self._h5 = None
-        self._atomic.__exit__(None, None, None)
-        log.info("wrote %d spectra to %s", self._n, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Discard the partial file."""
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-            try:
-                raise RuntimeError("aborted")
-            except RuntimeError as exc:
-                self._atomic.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> "PreparedWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
 
 class PreparedSet:
     """Read a prepared set. Labels and ids are loaded at once; flux and ivar are read in slices.

@@ -17,7 +17,6 @@ TRAINING set's PSD: pass the training set's path (or its :class:`Whitener`) as `
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import math
@@ -32,7 +31,7 @@ import torch
 
 from .. import __version__
 from ..errors import InputError
-from ..io import atomic_path
+from ..store import AtomicH5Writer
 from .readers import DETECTORS, G2NetIndex, load_g2net_sample, read_g2net
 from .transforms import GwPreprocess, Whitener
 
@@ -46,7 +45,7 @@ DEFAULT_CHUNK_ROWS = 64  # 64 x 3 x 4096 float32 = 3 MiB per chunk
 _STR = h5py.string_dtype("utf-8")
 
 
-class StrainWriter:
+class StrainWriter(AtomicH5Writer):
     """Append preprocessed strain rows to a new prepared set; the file appears under ``path`` on :meth:`close`.
 
     Use as a context manager: an exception inside the block discards the partial file.
@@ -71,10 +70,8 @@ class StrainWriter:
         self.shape = (len(detectors), int(n_samples))
         self.truth_columns = dict(truth_columns or {})
         self.chunk_rows = int(chunk_rows)
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._h5 = h5py.File(self._tmp, "w")
-        self._n = 0
+        self.row_name = "strain samples"
+        self._open(self.path)
         h5 = self._h5
         h5.create_dataset("strain", shape=(0,) + self.shape, maxshape=(None,) + self.shape, dtype=np.float32,
                           chunks=(self.chunk_rows,) + self.shape)
@@ -131,36 +128,6 @@ class StrainWriter:
                 ds[lo:hi] = np.full(b, np.nan) if col is None else np.array(
                     [float(v) if v not in ("", None) else math.nan for v in col])
         self._n = hi
-
-    def close(self) -> Path:
-        if self._h5 is None:
-            return self.path
-        self._h5.attrs["n"] = self._n
-        self._h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self._h5.close()
-        self._h5 = None
-        self._atomic.__exit__(None, None, None)
-        log.info("wrote %d strain samples to %s", self._n, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-            try:
-                raise RuntimeError("aborted")
-            except RuntimeError as exc:
-                self._atomic.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> "StrainWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
 
 class StrainSet:
     """Read a prepared strain set. Labels, ids and SNRs load at once; strain is read in slices.
