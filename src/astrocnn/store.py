@@ -225,7 +225,35 @@ class PreparedWriter(AtomicH5Writer):
         self._n = hi
         self._reset_buffer()
 
-class PreparedSet:
+class LazyH5Reader:
+    """Base for prepared-set readers: the HDF5 file opens on first use and is never pickled, so a
+    reader can be handed to forked or spawned data-loader workers."""
+
+    _h5: h5py.File | None = None
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        return state
+
+
+class PreparedSet(LazyH5Reader):
     """Read a prepared set. Labels and ids are loaded at once; flux and ivar are read in slices.
 
     >>> ds = PreparedSet("survey.h5")
@@ -290,12 +318,6 @@ class PreparedSet:
     def __len__(self) -> int:
         return self.n
 
-    def _file(self) -> h5py.File:
-        # opened lazily so a set can be handed to forked data-loader workers
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
-        return self._h5
-
     def read(self, rows: slice | np.ndarray | Sequence[int], fields: Sequence[str] = ("flux", "ivar")) -> dict[str, np.ndarray]:
         """Read ``fields`` for ``rows`` (a slice, or indices in any order). Labels come along."""
         h5 = self._file()
@@ -338,18 +360,3 @@ class PreparedSet:
             return {}
         return {k: self.column(f"truth/{k}") for k in h5["truth"]}
 
-    def close(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-
-    def __enter__(self) -> "PreparedSet":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_h5"] = None
-        return state

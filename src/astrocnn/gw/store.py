@@ -31,7 +31,7 @@ import torch
 
 from .. import __version__
 from ..errors import InputError
-from ..store import AtomicH5Writer
+from ..store import AtomicH5Writer, LazyH5Reader
 from .readers import DETECTORS, G2NetIndex, load_g2net_sample, read_g2net
 from .transforms import GwPreprocess, Whitener
 
@@ -129,7 +129,7 @@ class StrainWriter(AtomicH5Writer):
                     [float(v) if v not in ("", None) else math.nan for v in col])
         self._n = hi
 
-class StrainSet:
+class StrainSet(LazyH5Reader):
     """Read a prepared strain set. Labels, ids and SNRs load at once; strain is read in slices.
 
     >>> ds = StrainSet("train.h5")
@@ -170,12 +170,6 @@ class StrainSet:
     def __len__(self) -> int:
         return self.n
 
-    def _file(self) -> h5py.File:
-        # opened lazily so a set can be handed to forked data-loader workers
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
-        return self._h5
-
     def read(self, rows: slice | np.ndarray | Sequence[int]) -> dict[str, np.ndarray]:
         """Strain and labels of ``rows`` (a slice, or indices in any order, repeats allowed)."""
         ds = self._file()["strain"]
@@ -211,21 +205,6 @@ class StrainSet:
         """Whitener + normalisation as one module: apply it to raw strain to match this set."""
         return GwPreprocess(self.whitener(), self.preprocessing.get("normalize", "channel"))
 
-    def close(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-
-    def __enter__(self) -> "StrainSet":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_h5"] = None
-        return state
 
 
 def _load_rows(paths: Sequence[Path], workers: int) -> np.ndarray:
