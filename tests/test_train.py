@@ -262,6 +262,33 @@ def test_best_weights_are_kept(tiny_set, tmp_path):
 # -- distributed ------------------------------------------------------------------------------------------
 
 
+def _train_two_processes(data, out, cfg, tmp_path):
+    """``astrocnn train --devices 2`` in a child process, so that the DDP workers' own stderr (a C++ abort
+    message, say) is captured and shown when they fail instead of being lost to pytest's capture.
+
+    A worker killed by a signal before training ends is retried once, with a warning: in the sandboxed CI
+    one such abort was seen once (SIGABRT in rank 1, no Python traceback) and never in 25 reruns here.
+    A run that finishes with wrong numbers, or dies twice, still fails the test.
+    """
+    import subprocess
+    import sys
+    import warnings
+
+    cfg_path = tmp_path / "ddp.yaml"
+    cfg.save(cfg_path)
+    cmd = [sys.executable, "-m", "astrocnn.cli", "train", "redshift", "--data", str(data), "--out", str(out),
+           "--config", str(cfg_path), "--devices", "2", "--accelerator", "cpu"]
+    for attempt in (1, 2):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode == 0:
+            return json.loads((out / "metrics.json").read_text())["test"]
+        tail = "\n".join(proc.stderr.splitlines()[-40:])
+        if attempt == 1 and "terminated with signal" in proc.stderr:
+            warnings.warn(f"DDP worker died by a signal, retrying once; its stderr ended:\n{tail}")
+            continue
+        pytest.fail(f"astrocnn train --devices 2 exited {proc.returncode}; stderr ended:\n{tail}")
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(tiny_set, tmp_path):
     """devices=2 on the CPU (DDP, gloo) against one process with the same seed and global batch.
@@ -270,16 +297,14 @@ def test_ddp_two_processes_match_one(tiny_set, tmp_path):
     of floating-point sums (per-rank means averaged by all-reduce). Stated tolerance: losses agree to 1e-4
     relative and scores to 1e-6 (measured: ~1e-7 relative after 4 epochs, identical scores).
     """
-    results = {}
-    for devices in (1, 2):
-        cfg = tiny_config("redshift", devices=devices, max_epochs=4)
-        results[devices] = train("redshift", tiny_set, tmp_path / f"d{devices}", cfg)
+    cfg = tiny_config("redshift", devices=1, max_epochs=4)
+    m1 = train("redshift", tiny_set, tmp_path / "d1", cfg).metrics
+    m2 = _train_two_processes(tiny_set, tmp_path / "d2", cfg, tmp_path)
     h1, h2 = read_history(tmp_path / "d1"), read_history(tmp_path / "d2")
     assert len(h1["epoch"]) == len(h2["epoch"]) == 4
     for key in ("train_loss", "val_loss"):
         np.testing.assert_allclose(h2[key], h1[key], rtol=1e-4)
     np.testing.assert_allclose(h2["val_frac_dv_lt_6000"], h1["val_frac_dv_lt_6000"], atol=1e-6)
-    m1, m2 = results[1].metrics, results[2].metrics
     assert m2["n"] == m1["n"]
     for key in ("frac_dv_lt_6000", "frac_dv_lt_12000"):
         assert m2[key] == pytest.approx(m1[key], abs=1e-6)
