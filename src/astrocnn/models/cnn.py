@@ -114,7 +114,7 @@ def _norm(kind: str, channels: int, length: int) -> nn.Module:
 
 
 class ConvBlock(nn.Module):
-    """Convolution -> normalisation -> ReLU -> max pooling."""
+    """Convolution -> normalisation -> ReLU -> max pooling (evaluated as pooling, then ReLU: identical)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, pool: int, padding: str,
                  norm: str, use_fft: bool, length: int):
@@ -126,7 +126,9 @@ class ConvBlock(nn.Module):
         self.pool = nn.MaxPool1d(pool) if pool > 1 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.pool(self.act(self.norm(self.conv(x))))
+        # max pooling and ReLU commute (ReLU is monotonic), so pool first: the ReLU then touches a
+        # ``pool``-times smaller tensor. Same values and same gradients as conv -> norm -> ReLU -> pool.
+        return self.act(self.pool(self.norm(self.conv(x))))
 
 
 class CNN(nn.Module):
