@@ -71,6 +71,7 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="skip bad files and list them in FILE.rejects.csv (default), or stop at the first")
+    _resume_options(s)
 
     s = prep_sub.add_parser("g2net", help="a G2Net-layout folder: whiten, band-pass and store for training")
     s.add_argument("directory", type=Path)
@@ -79,6 +80,9 @@ def create_parser() -> argparse.ArgumentParser:
                    help="prepared TRAINING set whose whitening spectrum to use (default: fit on this folder's "
                         "noise-only samples; do that only for a training set)")
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                   help="skip unreadable samples and list them in FILE.rejects.csv (default), or stop at the first")
+    _resume_options(s)
 
     # baseline ------------------------------------------------------------------------------------
     base = sub.add_parser("baseline", help="classical reference methods")
@@ -115,6 +119,11 @@ def create_parser() -> argparse.ArgumentParser:
                    help="classify: classes to separate (default qso,galaxy; add star for three)")
     s.add_argument("--head", choices=("bins", "mse"), default=None,
                    help="redshift: binned log(1+z) head (default) or the paper's single MSE output")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last completed epoch (state saved after every epoch, "
+                        "safe against kill -9) and end as an uninterrupted run would; give the same data and "
+                        "settings (a difference is refused, naming it). A finished run is left as it is; a folder "
+                        "with no saved state starts a new run, so a requeued job can always pass --resume")
 
     s = sub.add_parser("evaluate", help="score a trained run on a prepared set")
     s.add_argument("run", type=Path)
@@ -127,6 +136,9 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="predictions CSV")
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                   help="give an input that cannot be used a row with the reason in 'error' (default), or stop "
+                        "at the first such input with exit status 2 and no predictions file")
 
     s = sub.add_parser("bench", help="measure throughputs on this machine (conv direct vs FFT, loader, simulators, predict)")
     s.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
@@ -137,7 +149,29 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
     s.add_argument("--n", type=int, default=None, help="objects to simulate")
     s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--gw-n", type=int, default=3000, help="strain samples for the detection part (0 = leave it out)")
+    s.add_argument("--gw-minutes", type=float, default=2.0, help="training time of the detection part")
     return p
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (main() may run many times in one process, e.g. in tests)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _resume_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--force", action="store_true",
+                   help="prepare again even if OUT is up to date, discarding the parts of an interrupted run")
+    s.add_argument("--part-size", type=int, default=None, metavar="N",
+                   help="inputs per part kept in OUT.parts/ while preparing, so an interrupted run resumes where "
+                        "it stopped (default 2048)")
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -145,7 +179,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger("astrocnn")
     root.setLevel(level)
     if not any(getattr(h, "_astrocnn", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("astrocnn: %(message)s"))
         h._astrocnn = True  # type: ignore[attr-defined]
         root.addHandler(h)
@@ -187,7 +221,8 @@ def _cmd_prepare(args) -> int:
     if args.what == "g2net":
         from .gw.store import prepare_g2net
 
-        out = prepare_g2net(args.directory, args.out, whitener=args.whitener, workers=args.workers)
+        out = prepare_g2net(args.directory, args.out, whitener=args.whitener, workers=args.workers,
+                            on_error=args.on_error, force=args.force, **_part_size(args))
         print(out)
         return 0
     from .spectra.pipeline import prepare_sdss
@@ -196,9 +231,19 @@ def _cmd_prepare(args) -> int:
     config = PreprocessConfig() if args.min_coverage is None else PreprocessConfig(min_coverage=args.min_coverage)
     report = prepare_sdss(args.inputs, args.out, catalog=args.catalog, label_column=args.label_column,
                           class_column=args.class_column, config=config, workers=args.workers,
-                          on_error=args.on_error)
+                          on_error=args.on_error, force=args.force, **_part_size(args))
     print(report.summary)
     return 0
+
+
+def _part_size(args) -> dict:
+    if args.part_size is None:
+        return {}
+    if args.part_size < 1:
+        from .errors import InputError
+
+        raise InputError(None, f"--part-size must be at least 1, got {args.part_size}")
+    return {"part_size": args.part_size}
 
 
 def _cmd_show(args) -> int:
@@ -246,7 +291,7 @@ def _cmd_train(args) -> int:
     from .train import train
 
     _quiet_lightning()
-    result = train(args.task, args.data, args.out, _train_config(args))
+    result = train(args.task, args.data, args.out, _train_config(args), resume=args.resume)
     if result is not None:
         m = result.metrics
         key = {"redshift": "frac_dv_lt_6000", "classify": "accuracy", "detect": "roc_auc"}[args.task]
@@ -272,7 +317,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from .predict import predict_inputs
 
-    _, rows = predict_inputs(args.run, args.inputs, args.out, batch_size=args.batch_size, workers=args.workers)
+    _, rows = predict_inputs(args.run, args.inputs, args.out, batch_size=args.batch_size, workers=args.workers,
+                             on_error=args.on_error)
     n_err = sum(1 for r in rows if r[-1])
     print(f"{args.out}: {len(rows) - n_err} predictions, {n_err} inputs could not be used")
     return 0
@@ -302,7 +348,7 @@ def _cmd_demo(args) -> int:
 
     _quiet_lightning()
 
-    report = run_demo(args.out, n=args.n, seed=args.seed)
+    report = run_demo(args.out, n=args.n, seed=args.seed, gw_n=args.gw_n, gw_minutes=args.gw_minutes)
     print(report)
     return 0
 

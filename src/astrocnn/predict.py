@@ -1,8 +1,9 @@
 """``astrocnn predict``: a trained run applied to SDSS files, folders of them, or prepared sets.
 
 Each spectrum file is read and preprocessed exactly as the training set was (the run stores the grid and
-the preprocessing configuration); a file that cannot be used gets a row with the reason in ``error`` and
-the rest are predicted.
+the preprocessing configuration). With ``on_error="skip"`` (the default) an input that cannot be used gets
+a row with the reason in ``error`` and the rest are predicted; with ``on_error="fail"`` the first such input
+raises :class:`InputError` naming it, and no predictions file is written.
 """
 from __future__ import annotations
 
@@ -60,22 +61,29 @@ def predict_inputs(
     *,
     batch_size: int = 1024,
     workers: int | None = None,
+    on_error: str = "skip",
 ) -> tuple[list[str], list[list[Any]]]:
     """Predict every spectrum in ``inputs`` (SDSS spec files, folders, or prepared ``.h5`` sets).
 
     Returns ``(columns, rows)`` and, with ``out``, writes them as CSV atomically. Columns: ``id``,
     ``source``, then ``z_pred`` and ``z_conf`` (redshift) or ``class`` and one probability per class,
     and ``error`` (empty when the prediction is valid).
+
+    on_error : ``"skip"``: an input that cannot be used (missing, unreadable, incompatible with the run)
+        gets a row with the reason in ``error``; ``"fail"``: the first one raises :class:`InputError`
+        (``"<file>: <problem>"``) and ``out`` is not written.
     """
     from .spectra.pipeline import _map_ordered, _default_workers, _prepare_chunk
     from .spectra.sdss import find_spec_files
     from .data import open_prepared
     from .train import check_compatible, load_run, predict_arrays, predict_rows
 
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     loaded = load_run(run)
     network, task, config = loaded
     if task.name == "detect":
-        columns, rows = _predict_strain(run, loaded, [Path(p) for p in inputs], batch_size)
+        columns, rows = _predict_strain(run, loaded, [Path(p) for p in inputs], batch_size, on_error)
         _write(out, columns, rows)
         return columns, rows
     grid, pre = _run_preprocessing(config)
@@ -84,12 +92,18 @@ def predict_inputs(
     rows: list[list[Any]] = []
 
     def error_row(ident: str, source: str, reason: str) -> list[Any]:
+        if on_error == "fail":
+            raise InputError(source, reason)
         return [ident, source, *([""] * n_prob), reason]
 
     def flush(files: list[Path]) -> None:
         chunk = 64
         jobs = [([(f, None) for f in files[s:s + chunk]], grid, pre) for s in range(0, len(files), chunk)]
         for result in _map_ordered(_prepare_chunk, jobs, workers or _default_workers()):
+            if on_error == "fail":
+                bad = next((r for r in result if r[0] is None), None)
+                if bad is not None:
+                    raise InputError(bad[1], bad[2])
             good = [r for r in result if r[0] is not None]
             pred_rows: list[list[Any]] = []
             if good:
@@ -154,11 +168,13 @@ def _write(out, columns: list[str], rows: list[list[Any]]) -> None:
     write_text_atomic(out, buf.getvalue())
 
 
-def _predict_strain(run, loaded, inputs: list[Path], batch_size: int) -> tuple[list[str], list[list[Any]]]:
+def _predict_strain(run, loaded, inputs: list[Path], batch_size: int, on_error: str = "skip"
+                    ) -> tuple[list[str], list[list[Any]]]:
     """Detection: prepared strain sets, G2Net-layout folders, or GWOSC files (grouped into segments).
 
     GWOSC files covering the same GPS span (one per detector) are scored together, in sliding 2-s windows,
-    one row per window with its GPS centre time.
+    one row per window with its GPS centre time. A G2Net sample that cannot be read gets its own error row
+    (``on_error="skip"``), the rest of its folder is scored.
     """
     from .data import open_prepared
     from .gw.apply import predict_g2net_dir, predict_gwosc
@@ -171,6 +187,8 @@ def _predict_strain(run, loaded, inputs: list[Path], batch_size: int) -> tuple[l
     segments: dict[tuple[float, int], list[Path]] = {}
 
     def error_row(ident: str, source: str, reason: str) -> list[Any]:
+        if on_error == "fail":
+            raise InputError(source, reason)
         return [ident, source, "", "", "", "", reason]
 
     for item in inputs:
@@ -178,8 +196,14 @@ def _predict_strain(run, loaded, inputs: list[Path], batch_size: int) -> tuple[l
             if not item.exists():
                 raise InputError(item, "no such file or folder")
             if item.is_dir():
-                pred = predict_g2net_dir(run, item, batch_size=batch_size, loaded=loaded)
-                rows += _rows_from_pred(task, list(pred["id"]), [str(item)] * len(pred["id"]), pred)
+                pred = predict_g2net_dir(run, item, batch_size=batch_size, loaded=loaded, on_error=on_error)
+                ok = pred["error"] == ""
+                scored = _rows_from_pred(task, list(pred["id"][ok]), [str(item)] * int(ok.sum()),
+                                         {k: v[ok] for k, v in pred.items() if k in ("score", "logit")})
+                it = iter(scored)
+                # samples keep their place (sorted by id); an unreadable one gets its file and reason
+                rows += [next(it) if ok[i] else error_row(str(pred["id"][i]), str(pred["path"][i]), pred["error"][i])
+                         for i in range(len(ok))]
                 continue
             if _is_prepared(item):
                 store = open_prepared(item)
@@ -193,11 +217,15 @@ def _predict_strain(run, loaded, inputs: list[Path], batch_size: int) -> tuple[l
             key = (round(float(g.gps_start), 3), int(round(g.strain.size / g.sample_rate)))
             segments.setdefault(key, []).append(item)
         except InputError as exc:
+            if on_error == "fail":
+                raise
             rows.append(error_row(item.name, str(item), exc.problem))
     for (gps, dur), paths in segments.items():
         try:
             pred = predict_gwosc(run, paths, batch_size=batch_size, loaded=loaded)
         except InputError as exc:
+            if on_error == "fail":
+                raise
             rows += [error_row(p.name, str(p), exc.problem) for p in paths]
             continue
         n = len(pred["score"])

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError
-from .io import atomic_path
+from .io import LatchingFile, atomic_path, io_errno, output_error
 from .spectra.grid import LogLambdaGrid
 from .spectra.preprocess import Prepared, PreprocessConfig
 from .spectra.spectrum import CLASS_NAMES, class_index
@@ -61,44 +61,104 @@ def _h5_dtype(kind: str):
 class AtomicH5Writer:
     """An HDF5 file written under a temporary name and moved to ``path`` only by :meth:`close`.
 
-    Subclasses call :meth:`_open` first, count rows in ``self._n``, and may override :meth:`_flush`.
-    Use as a context manager: an exception inside the block discards the partial file.
+    Subclasses call :meth:`_open` first, count rows in ``self._n``, may override :meth:`_flush`, and call
+    :meth:`_check_io` after writing. Use as a context manager: an exception inside the block discards the
+    partial file. A write that fails (disk full, file-size limit ...) raises :class:`OutputError` naming
+    ``path``; the partial file is removed and an existing file at ``path`` is left as it was.
     """
 
-    #: what a row is, for the log line
+    #: what a row is, and how loud the line saying the file was written
     row_name = "rows"
+    log_level = logging.INFO
+    _h5: h5py.File | None = None
 
     def _open(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._n = 0
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
-        self._h5: h5py.File | None = h5py.File(self._tmp, "w")
-        self._n = 0
+        try:
+            # HDF5 writes through a file object that keeps write errors from HDF5 (see LatchingFile)
+            self._fh = LatchingFile(self._tmp)
+            self._h5 = h5py.File(self._fh, "w")
+        except BaseException as exc:
+            self._discard(exc)
+            raise
+        self._check_io()
 
     def _flush(self) -> None:
         """Write buffered rows (nothing by default)."""
+
+    def _check_io(self, exc: BaseException | None = None) -> None:
+        """Raise :class:`OutputError` (discarding the partial file) if a write has failed.
+
+        ``exc``: an error HDF5 raised while writing; without a failed write behind it, it is re-raised.
+        """
+        failed = getattr(self, "_fh", None) is not None and self._fh.error is not None
+        if not failed and exc is None:
+            return
+        cause = self._fh.error if failed else exc
+        if failed or io_errno(exc) is not None:
+            self._discard(cause)
+            raise output_error(self.path, cause) from cause
+        raise exc
+
+    def _guard(self, func, *args, **kwargs):
+        """Run a write, turning a failed write into :class:`OutputError`."""
+        try:
+            out = func(*args, **kwargs)
+        except (OSError, RuntimeError, ValueError) as exc:
+            self._check_io(exc)
+            raise
+        self._check_io()
+        return out
 
     def close(self) -> Path:
         """Flush, close and move the file to its final name. Returns the path."""
         if self._h5 is None:
             return self.path
-        self._flush()
-        self._h5.attrs["n"] = self._n
-        self._h5.close()
-        self._h5 = None
-        self._atomic.__exit__(None, None, None)
-        log.info("wrote %d %s to %s", self._n, self.row_name, self.path)
+        try:
+            self._guard(self._flush)
+            self._guard(self._h5.attrs.__setitem__, "n", self._n)
+            h5, self._h5 = self._h5, None
+            try:
+                h5.close()
+            except (OSError, RuntimeError) as exc:
+                self._check_io(exc)
+            self._fh.sync()
+            self._fh.close()
+            self._check_io()
+        except BaseException:
+            self._discard()
+            raise
+        atomic, self._atomic = self._atomic, None
+        atomic.__exit__(None, None, None)  # the rename; a failure there is an OutputError too
+        log.log(self.log_level, "wrote %d %s to %s", self._n, self.row_name, self.path)
         return self.path
+
+    def _discard(self, exc: BaseException | None = None) -> None:
+        h5, self._h5 = self._h5, None
+        if h5 is not None:
+            try:
+                h5.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away
+                pass
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
+        atomic, self._atomic = getattr(self, "_atomic", None), None
+        if atomic is not None:
+            try:
+                raise RuntimeError("aborted") from exc
+            except RuntimeError as aborted:
+                try:
+                    atomic.__exit__(type(aborted), aborted, aborted.__traceback__)
+                except RuntimeError:
+                    pass
 
     def abort(self) -> None:
         """Discard the partial file."""
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-            try:
-                raise RuntimeError("aborted")
-            except RuntimeError as exc:
-                self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+        self._discard()
 
     def __enter__(self):
         return self
@@ -147,6 +207,13 @@ class PreparedWriter(AtomicH5Writer):
         self._open(path)
         self._buf: dict[str, list] = {}
         self._reset_buffer()
+        try:
+            self._guard(self._create, grid, preprocess, source, seed, attrs)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _create(self, grid, preprocess, source, seed, attrs) -> None:
         n = grid.n
         chunks = (min(self.chunk_rows, 4096), n)
         for name in ("flux", "ivar"):
@@ -206,7 +273,32 @@ class PreparedWriter(AtomicH5Writer):
                 default = "" if kind in ("U", "S", "O") else (-1 if kind == "i" else (False if kind == "b" else np.nan))
                 b[f"truth/{k}"].append(truth.get(k, default))
         if len(b["id"]) >= self.chunk_rows:
-            self._flush()
+            self._guard(self._flush)
+
+    def append_columns(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Add a block of rows given as whole columns (``flux``, ``ivar``, ``id``, ``z``, ``cls``, ``snr``,
+        ``coverage``, ``norm_mean``, ``norm_std`` and ``truth/<name>`` for the file's truth columns), as
+        :class:`PreparedSet` would read them back."""
+        self._guard(self._flush)
+        m = len(columns["id"])
+        if m == 0:
+            return
+        if np.shape(columns["flux"]) != (m, self.grid.n):
+            raise ValueError(f"flux has shape {np.shape(columns['flux'])}, expected ({m}, {self.grid.n})")
+        lo, hi = self._n, self._n + m
+
+        def write() -> None:
+            for name in self._buf:
+                ds = self._h5[name]
+                ds.resize(hi, axis=0)
+                values = columns[name]
+                if h5py.check_string_dtype(ds.dtype):
+                    ds[lo:hi] = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+                else:
+                    ds[lo:hi] = np.asarray(values, dtype=ds.dtype)
+
+        self._guard(write)
+        self._n = hi
 
     def _flush(self) -> None:
         m = len(self._buf["id"])

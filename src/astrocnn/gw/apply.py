@@ -115,33 +115,79 @@ def predict_g2net_dir(
     batch_size: int = 256,
     workers: int = 4,
     loaded: tuple | None = None,
+    on_error: str = "fail",
 ) -> dict[str, np.ndarray]:
     """Score every sample of a raw G2Net-layout folder with a ``detect`` run.
 
     Samples are whitened with the run's stored whitener (the training PSD), band-passed and normalised as
-    the training set was. Returns ``id``, ``score``, ``logit``, ``target`` (-1 where unlabelled) and ``snr``
-    (NaN where unknown), sorted by id.
+    the training set was. Returns ``id``, ``path``, ``score``, ``logit``, ``target`` (-1 where unlabelled),
+    ``snr`` (NaN where unknown) and ``error`` (empty, or why the sample could not be used), sorted by id.
+    on_error : ``"fail"`` (default) raises :class:`InputError` at the first unreadable sample; ``"skip"``
+        gives it NaN scores and its reason in ``error``, and scores the rest.
     """
     from ..train import load_preprocess, strain_whitener
     from .readers import read_g2net
-    from .store import _load_rows
+    from .store import load_rows_checked
 
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     network, task, config = _load(run, loaded)
     module = strain_whitener(config, load_preprocess(run))
     index = read_g2net(directory, split=split)
     n = int(config.input["length"])
-    scores, logits = [], []
+    score = np.full(len(index), np.nan, np.float32)
+    logit = np.full(len(index), np.nan, np.float32)
+    error = np.full(len(index), "", dtype=object)
     for lo in range(0, len(index), batch_size):
-        raw = _load_rows(index.paths[lo:lo + batch_size], max(1, int(workers)))
+        raw, good, bad = load_rows_checked(index.paths[lo:lo + batch_size], max(1, int(workers)), on_error)
+        for i, problem in bad:
+            error[lo + i] = problem
+        if not good:
+            continue
         if raw.shape[1:] != (config.model.in_channels, n):
             raise InputError(index.paths[lo], f"samples of shape {raw.shape[1:]}; the model takes "
                                               f"({config.model.in_channels}, {n})")
         with torch.no_grad():
             x = module(torch.as_tensor(raw)).numpy()
         out = _scores(network, task, x, batch_size)
-        scores.append(out["score"])
-        logits.append(out["logit"])
-    log.info("%s: scored %d samples", directory, len(index))
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.float32))
-    return {"id": np.asarray(index.ids, dtype=object), "score": cat(scores), "logit": cat(logits),
-            "target": np.asarray(index.target), "snr": np.asarray(index.snr, dtype=np.float64)}
+        sel = lo + np.asarray(good)
+        score[sel] = out["score"]
+        logit[sel] = out["logit"]
+    n_bad = int((error != "").sum())
+    log.info("%s: scored %d samples%s", directory, len(index) - n_bad, f", {n_bad} could not be read" if n_bad else "")
+    return {"id": np.asarray(index.ids, dtype=object), "path": np.array([str(p) for p in index.paths], dtype=object),
+            "score": score, "logit": logit, "target": np.asarray(index.target),
+            "snr": np.asarray(index.snr, dtype=np.float64), "error": error}
+
+
+#: GWTC catalogue merger times (GPS) of a few events whose GWOSC files users meet first; used to say
+#: whether the top-scoring window of a file holds the event.
+KNOWN_EVENTS = {"GW150914": 1126259462.4, "GW151012": 1128678900.44, "GW151226": 1135136350.6,
+                "GW170104": 1167559936.6, "GW170814": 1186741861.5, "GW170817": 1187008882.4}
+
+
+def event_report(run: str | os.PathLike, paths: Sequence[str | os.PathLike], gps_event: float, *,
+                 step_s: float = 0.25, loaded: tuple | None = None) -> dict:
+    """Score a GWOSC segment with :func:`predict_gwosc` and say where its known event ranks.
+
+    Returns ``n_windows`` (valid ones), ``top_window_gps`` and ``top_score``, ``top_minus_event_s``,
+    ``event_in_top_window`` (the merger lies inside the top window's span), ``event_window_gps`` (the valid
+    window centred nearest the merger), its ``event_score`` and ``event_rank`` (1 = the highest score) and
+    the ``median_score`` of the segment.
+    """
+    loaded = _load(run, loaded)
+    out = predict_gwosc(run, paths, step_s=step_s, loaded=loaded)
+    config = loaded[2]
+    half = int(config.input["length"]) / float(config.input.get("sample_rate", 2048.0)) / 2
+    centres, scores = out["gps_centre"][out["valid"]], out["score"][out["valid"]]
+    if centres.size == 0:
+        raise InputError(paths[0], "no valid window (data-quality gaps or too short a segment)")
+    top = int(np.argmax(scores))
+    ev = int(np.argmin(np.abs(centres - gps_event)))
+    return {
+        "n_windows": int(centres.size), "top_window_gps": float(centres[top]), "top_score": float(scores[top]),
+        "top_minus_event_s": float(centres[top] - gps_event),
+        "event_in_top_window": bool(abs(centres[top] - gps_event) < half),
+        "event_window_gps": float(centres[ev]), "event_score": float(scores[ev]),
+        "event_rank": int((scores > scores[ev]).sum()) + 1, "median_score": float(np.median(scores)),
+    }

@@ -7,17 +7,21 @@ the good spectra beside them.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import multiprocessing as mp
 import os
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError, OutputError
+from .. import __version__
+from ..errors import InputError
 from ..io import atomic_path
+from ..parts import DEFAULT_PART_SIZE, fingerprint
 from ..store import PreparedWriter
 from .grid import PAPER_GRID, LogLambdaGrid
 from .preprocess import PreprocessConfig, preprocess
@@ -34,12 +38,18 @@ class PrepareReport:
     kept: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (file or id, reason)
     rejects_csv: Path | None = None
+    skipped: int = 0  # inputs already done by an interrupted run, not prepared again
+    up_to_date: bool = False  # the output was already complete for these inputs: nothing was done
 
     @property
     def summary(self) -> str:
         text = f"{self.out}: kept {self.kept} spectra, rejected {len(self.rejected)}"
         if self.rejects_csv is not None and self.rejected:
             text += f" (reasons in {self.rejects_csv})"
+        if self.up_to_date:
+            text += "; already up to date, nothing done (--force prepares it again)"
+        elif self.skipped:
+            text += f"; {self.skipped} inputs were already done by an interrupted run"
         return text
 
 
@@ -215,6 +225,37 @@ def _prepare_chunk(job: tuple) -> list[tuple]:
     return rows
 
 
+def _sdss_columns(rows: Sequence[tuple], grid: LogLambdaGrid) -> dict[str, np.ndarray]:
+    """The kept rows of a part as prepared-set columns (the conversions of :class:`PreparedWriter`)."""
+    from .spectrum import class_index
+
+    kept = [r for r in rows if r[0] is not None]
+    n = grid.n
+
+    def col(values, dtype):
+        return np.asarray(values, dtype=dtype)
+
+    return {
+        "flux": np.stack([r[0].flux for r in kept]).astype(np.float32) if kept else np.zeros((0, n), np.float32),
+        "ivar": np.stack([r[0].ivar for r in kept]).astype(np.float32) if kept else np.zeros((0, n), np.float32),
+        "id": np.array([str(r[1]) for r in kept], dtype=object),
+        "z": col([r[2] for r in kept], np.float32),
+        "cls": col([r[3] if isinstance(r[3], (int, np.integer)) else class_index(r[3]) for r in kept], np.int8),
+        "snr": col([r[0].snr for r in kept], np.float32),
+        "coverage": col([r[0].coverage for r in kept], np.float32),
+        "norm_mean": col([r[0].mean for r in kept], np.float64),
+        "norm_std": col([r[0].std for r in kept], np.float64),
+    }
+
+
+def _read_rejects(path: Path) -> list[tuple[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [(r["input"], r["reason"]) for r in csv.DictReader(fh)]
+    except (OSError, KeyError, csv.Error):
+        return []
+
+
 def prepare_sdss(
     inputs: Iterable[str | os.PathLike],
     out: str | os.PathLike,
@@ -227,6 +268,8 @@ def prepare_sdss(
     workers: int | None = None,
     chunk: int = 64,
     on_error: str = "skip",
+    force: bool = False,
+    part_size: int = DEFAULT_PART_SIZE,
 ) -> PrepareReport:
     """Read SDSS spec files (files or folders), preprocess them, and write a prepared set.
 
@@ -235,17 +278,28 @@ def prepare_sdss(
     catalogue rows without a file are reported as rejects. Bad files are skipped and listed with their
     reason in ``<out stem>.rejects.csv``; with ``on_error="fail"`` the first bad file raises
     :class:`InputError` and no output is written.
+
+    Re-runnable (:mod:`astrocnn.parts`): the inputs are prepared in parts of ``part_size`` files kept in
+    ``<out>.parts/`` until ``out`` is written, so a run that is interrupted (Ctrl-C, ``kill -9``, a full
+    disk) and started again with the same arguments skips the parts already done and writes the same
+    file as an uninterrupted run. If ``out`` is already up to date with the same inputs and settings,
+    nothing is done (``force=True`` prepares it again).
     """
+    from ..parts import FINGERPRINT_ATTR, Parts, file_signature
+    from ..store import FORMAT_VERSION
     from .sdss import find_spec_files
 
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    if part_size < 1:
+        raise ValueError(f"part_size must be at least 1, got {part_size}")
     inputs = [Path(p) for p in inputs]
     for p in inputs:
         if not p.exists():
             raise InputError(p, "no such file or folder")
     files = find_spec_files(inputs)
-    report = PrepareReport(out=Path(out))
+    out = Path(out)
+    report = PrepareReport(out=out)
     items: list[tuple[Path, dict | None]]
     if catalog is not None:
         from .catalog import join_catalog, read_catalog
@@ -261,29 +315,78 @@ def prepare_sdss(
     if not items:
         raise InputError(inputs[0] if len(inputs) == 1 else None, "no SDSS spectra found in the inputs")
     workers = workers or _default_workers()
-    jobs = [(items[s:s + chunk], grid, config) for s in range(0, len(items), chunk)]
-    with PreparedWriter(out, grid, preprocess=config, source="sdss", attrs={
-        "inputs": [str(p) for p in inputs], "catalog": "" if catalog is None else str(catalog),
-        "label_column": label_column}) as writer, _progress(len(items), "prepare") as bar:
-        for rows in _map_ordered(_prepare_chunk, jobs, workers):
-            for row in rows:
-                if row[0] is None:
-                    if on_error == "fail":
-                        raise InputError(row[1], row[2])
-                    report.rejected.append((row[1], row[2]))
-                    continue
-                p, oid, z, cls, _path = row
-                writer.append(p, id=oid, z=z, cls=cls)
-            bar.update(len(rows))
-        report.kept = len(writer)
-        if report.kept == 0:
+    parts = [items[s:s + part_size] for s in range(0, len(items), part_size)]
+    try:
+        part_keys = [fingerprint([[file_signature(path), labels] for path, labels in part]) for part in parts]
+    except OSError as exc:  # a file vanished between listing and now
+        raise InputError(getattr(exc, "filename", None), f"cannot read ({exc.strerror or exc})") from exc
+    settings = {
+        "job": "prepare sdss", "inputs": [str(p) for p in inputs],
+        "catalog": None if catalog is None else file_signature(catalog), "label_column": label_column,
+        "class_column": class_column, "grid": json.loads(grid.to_json()), "preprocess": asdict(config),
+        "on_error": on_error, "part_size": part_size, "catalog_missing": fingerprint(report.rejected),
+        "format_version": FORMAT_VERSION, "astrocnn_version": __version__,
+    }
+    attrs = {"inputs": [str(p) for p in inputs], "catalog": "" if catalog is None else str(catalog),
+             "label_column": label_column}
+    report.rejects_csv = rejects_path(out)
+    with Parts(out, settings, part_keys, part_sizes=[len(p) for p in parts], what="spectrum files",
+               force=force, siblings=[report.rejects_csv]) as job:
+        if job.up_to_date:
+            if job.all_done:  # stopped after writing OUT, before the rejects: finish that
+                report.rejected += job.rejected()
+                _finish_rejects(report)
+            else:
+                report.rejected = _read_rejects(report.rejects_csv)
+            from ..store import PreparedSet
+
+            report.kept = len(PreparedSet(out))
+            report.up_to_date = True
+            job.complete()
+            log.info("%s is up to date with its inputs and settings: nothing to do (--force prepares it again)", out)
+            return report
+        report.skipped = sum(len(parts[i]) for i in job.done)
+        todo = job.todo
+        jobs, owner = [], []
+        for i in todo:
+            for s in range(0, len(parts[i]), chunk):
+                jobs.append((parts[i][s:s + chunk], grid, config))
+                owner.append(i)
+        remaining = Counter(owner)
+        results: dict[int, list] = {i: [] for i in todo}
+        with _progress(len(items), "prepare") as bar:
+            bar.update(report.skipped)
+            for i, rows in zip(owner, _map_ordered(_prepare_chunk, jobs, workers)):
+                if on_error == "fail":
+                    bad = next((r for r in rows if r[0] is None), None)
+                    if bad is not None:
+                        raise InputError(bad[1], bad[2])
+                results[i] += rows
+                remaining[i] -= 1
+                if remaining[i] == 0:
+                    done = results.pop(i)
+                    job.write(i, _sdss_columns(done, grid), [(r[1], r[2]) for r in done if r[0] is None])
+                bar.update(len(rows))
+        kept = sum(job.rows(i) for i in range(job.n))
+        report.rejected += job.rejected()
+        if kept == 0:
+            job.discard()
             only = report.rejected[0] if len(report.rejected) == 1 else None
             raise InputError(only[0] if only else None, only[1] if only else
                              f"none of the {len(items)} inputs could be used (see the reasons above)")
-    report.rejects_csv = rejects_path(out)
+        with PreparedWriter(out, grid, preprocess=config, source="sdss",
+                            attrs={**attrs, FINGERPRINT_ATTR: job.key}) as writer:
+            for i in range(job.n):
+                writer.append_columns(job.read(i)[0])
+            report.kept = len(writer)
+        _finish_rejects(report)
+        job.complete()
+    log.debug(report.summary)
+    return report
+
+
+def _finish_rejects(report: PrepareReport) -> None:
     if report.rejected:
         _write_rejects(report.rejects_csv, report.rejected)
     else:
         report.rejects_csv.unlink(missing_ok=True)
-    log.debug(report.summary)
-    return report
