@@ -169,6 +169,7 @@ class SpectraBatches(Dataset):
         self.config = config
         self.strain = is_strain(store)
         self.augment = augment and (config.aug_noise > 0 or config.aug_shift > 0) and not self.strain
+        self.augment_strain = augment and self.strain and (config.aug_flip or config.aug_swap or config.aug_delay > 0)
         self.seed = seed
         self.epoch = 0
         self.class_names = class_names_of(store)
@@ -182,6 +183,8 @@ class SpectraBatches(Dataset):
         pad = idx == PAD
         if self.strain:
             batch, x = read_inputs(self.store, np.where(pad, 0, idx), self.config.inputs)
+            if self.augment_strain:
+                x = self._augment_strain(x, np.where(pad, 0, idx))
             return {
                 "x": torch.from_numpy(x),
                 "target": torch.from_numpy(np.asarray(self.task.targets(batch, self.class_names))),
@@ -215,6 +218,25 @@ class SpectraBatches(Dataset):
         return flux
 
 
+    def _augment_strain(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Sign flips, H1/L1 swaps and per-detector delays (see :class:`~astrocnn.config.DataConfig`), drawn
+        from a stream seeded by (seed, epoch, row) like the spectra's augmentation."""
+        x = x.copy()
+        c = self.config
+        for i, row in enumerate(rows):
+            rng = np.random.default_rng([self.seed, 4, self.epoch, int(row)])
+            flip, swap, delays = rng.random() < 0.5, rng.random() < 0.5, rng.integers(-c.aug_delay, c.aug_delay + 1, x.shape[1])
+            if c.aug_flip and flip:
+                x[i] = -x[i]
+            if c.aug_swap and swap and x.shape[1] >= 2:
+                x[i, [0, 1]] = x[i, [1, 0]]
+            if c.aug_delay > 0:
+                for d, shift in enumerate(delays):
+                    if shift:
+                        x[i, d] = np.roll(x[i, d], int(shift))
+        return x
+
+
 class _EpochAwareSampler(BatchSampler):
     """Passes the epoch on to the dataset, whose augmentation streams depend on it.
 
@@ -243,8 +265,12 @@ def make_loader(store: AnySet, rows: np.ndarray, task: Task, config: DataConfig,
         dataset,
         sampler=sampler,
         batch_size=None,
+        # every new iterator draws a seed for its workers; from its own generator it leaves torch's global one
+        # (dropout) alone, so the global stream depends only on the training itself, not on when Lightning
+        # happens to create iterators -- which differs between a resumed and an uninterrupted run
+        generator=torch.Generator().manual_seed(int(seed)),
         num_workers=workers,
         # fresh workers each epoch pick up the epoch for augmentation; otherwise keep them
-        persistent_workers=workers > 0 and not dataset.augment,
+        persistent_workers=workers > 0 and not (dataset.augment or dataset.augment_strain),
         prefetch_factor=4 if workers > 0 else None,
     )

@@ -19,9 +19,15 @@ A run folder holds ``config.yaml`` (the :class:`~astrocnn.config.RunConfig` that
 task state and the input grid), ``split.npz`` (row indices of the train/val/test split), ``history.csv``
 (one row per epoch), ``best.safetensors`` and ``last.safetensors`` (weights with the configuration in
 their metadata: loading never unpickles anything), ``metrics.json`` (scores on the held-out test rows),
-``test_predictions.csv`` and plots. Runs on strain sets also keep the whitening PSD in the weights files
-(tensor ``preprocess.whitening_psd``, see :func:`load_preprocess`) and the whitener settings in
-``config.input["preprocessing"]``, so raw strain is prepared for prediction exactly as the training set was.
+``test_predictions.csv`` and plots (``metrics.json`` is written last: its presence marks a finished run).
+``resume.json`` with ``resume.e<epoch>-<id>.safetensors`` hold the whole training state after the last
+completed epoch (optimizer, schedule, early stopping, history, best weights, random generators), JSON +
+safetensors again, so ``train(..., resume=True)`` / ``astrocnn train --resume`` continues a killed run to the
+same result as an uninterrupted one (see :func:`train` and :mod:`astrocnn.resume`).
+
+Runs on strain sets also keep the whitening PSD in the weights files (tensor ``preprocess.whitening_psd``, see
+:func:`load_preprocess`) and the whitener settings in ``config.input["preprocessing"]``, so raw strain is
+prepared for prediction exactly as the training set was.
 
 Distributed training (``devices > 1``) runs DDP over spawned processes; only rank 0 writes files. Each
 process takes its share of every global batch (see :mod:`astrocnn.data`), so results match a
@@ -46,6 +52,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from safetensors import safe_open
+from pytorch_lightning.callbacks import Checkpoint
 from safetensors.torch import save_file
 
 from . import __version__
@@ -54,6 +61,8 @@ from .data import AnySet, class_names_of, is_strain, make_inputs, make_loader, o
 from .errors import InputError
 from .io import atomic_path, write_text_atomic
 from .models.cnn import CNN, Network, he_uniform_
+from .resume import (SafeCheckpointIO, read_state_header, remove_debris, remove_state, rng_state, set_rng_state,
+                     verify_state)
 from .tasks import Task, make_task
 
 log = logging.getLogger(__name__)
@@ -64,6 +73,8 @@ HISTORY_FILE = "history.csv"
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.npz"
 METRICS_FILE = "metrics.json"
+#: the saved training state (see :mod:`astrocnn.resume`); its tensors are in ``resume.e<epoch>-<id>.safetensors``
+RESUME_FILE = "resume.json"
 #: weights-file tensors under this prefix are preprocessing state (e.g. the whitening PSD), not weights
 PREPROCESS_PREFIX = "preprocess."
 
@@ -87,7 +98,13 @@ def save_weights(network: torch.nn.Module, config: RunConfig, path: str | os.Pat
     preprocess : named arrays the inputs were prepared with (strain runs: ``whitening_psd``), stored as
         tensors ``preprocess.<name>`` beside the weights so prediction can prepare new data identically.
     """
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
+    _write_weights(network.state_dict(), config, path, preprocess)
+
+
+def _write_weights(weights: Mapping[str, torch.Tensor], config: RunConfig, path: str | os.PathLike,
+                   preprocess: Mapping[str, Any] | None = None) -> None:
+    """:func:`save_weights` for a state dict (the best-so-far weights kept apart from the live network)."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
     for k, v in (preprocess or {}).items():
         state[PREPROCESS_PREFIX + k] = torch.as_tensor(np.asarray(v)).contiguous().clone()
     meta = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_VERSION, "config": config.to_json()}
@@ -209,7 +226,22 @@ class TaskModule(pl.LightningModule):
         self.epoch_record: dict[str, Any] = {}
         #: preprocessing arrays saved with the weights (see :func:`save_weights`)
         self.preprocess_arrays: dict[str, np.ndarray] = {}
+        #: training seconds of earlier processes of this run (restored on resume; see :meth:`train_seconds`)
+        self._seconds_before = 0.0
+        self._t_start = time.monotonic()
         self._reset_train()
+
+    # -- resumable state (see :func:`train`): what the module adds to Lightning's checkpoint
+    def train_seconds(self) -> float:
+        """Seconds of training so far, over every process of this run (an interrupted one counts up to its
+        last saved epoch). The ``cosine_time`` schedule runs on this clock."""
+        return self._seconds_before + (time.monotonic() - self._t_start)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["astrocnn"] = {"train_seconds": self.train_seconds()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._seconds_before = float((checkpoint.get("astrocnn") or {}).get("train_seconds", 0.0))
 
     # -- data
     def setup(self, stage: str) -> None:
@@ -312,7 +344,7 @@ class TaskModule(pl.LightningModule):
             if not cosine:
                 return 1.0
             if tc.schedule == "cosine_time":
-                frac = min(1.0, (time.monotonic() - self._t_start) / (60.0 * tc.max_minutes))
+                frac = min(1.0, self.train_seconds() / (60.0 * tc.max_minutes))
             else:
                 frac = min(1.0, (step - warm) / max(1, total - warm))
             return 0.5 * (1.0 + math.cos(math.pi * frac))
@@ -332,31 +364,148 @@ def _flat_scores(m: Mapping[str, Any]) -> dict[str, float]:
 
 
 class RunWriter(pl.Callback):
-    """Rank 0: after each epoch, append to ``history.csv``, write ``last`` and (if improved) ``best`` weights."""
+    """Rank 0: after each epoch, append to ``history.csv``, write ``last`` and (if improved) ``best`` weights.
+
+    Its state (the history rows, the best validation loss and the best-so-far weights) goes into the resume
+    state, so a resumed run keeps its history and still ends on the best epoch of the whole run. On resume it
+    first rewrites ``history.csv``, ``last`` and ``best`` from that state: a process killed after writing
+    them for an epoch but before that epoch's resume state was committed must not leave the folder one
+    epoch ahead of the state training continues from.
+    """
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
         self.best = math.inf
+        #: the weights of the best epoch so far (rank 0; CPU copies)
+        self.best_weights: dict[str, torch.Tensor] = {}
+        self._t0 = time.time()
+        #: ``time_s`` of the last epoch that earlier processes of this run completed (0 for a fresh run)
+        self._time_before = 0.0
+        self._restored = False
 
     def on_train_epoch_end(self, trainer, module):
         rec = dict(module.epoch_record)
         if not rec or rec.get("epoch") != trainer.current_epoch:
             return
-        rec["time_s"] = round(time.time() - self._t0, 1)
+        rec["time_s"] = round(self._time_before + time.time() - self._t0, 1)
         if trainer.is_global_zero:
             self.rows.append(rec)
             _write_history(self.run_dir / HISTORY_FILE, self.rows)
             save_weights(module.network, module.run_config, self.run_dir / "last.safetensors", module.preprocess_arrays)
             if rec["val_loss"] < self.best:
                 self.best = rec["val_loss"]
-                save_weights(module.network, module.run_config, self.run_dir / "best.safetensors",
-                             module.preprocess_arrays)
+                self.best_weights = {k: v.detach().cpu().clone() for k, v in module.network.state_dict().items()}
+                _write_weights(self.best_weights, module.run_config, self.run_dir / "best.safetensors",
+                               module.preprocess_arrays)
             log.info("epoch %d: %s", rec["epoch"],
                      ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if k not in ("epoch",) and isinstance(v, float)))
 
     def on_train_start(self, trainer, module):
         self._t0 = time.time()
+
+    # -- resume
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "best": self.best, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state.get("rows", [])]
+        self.best = float(state.get("best", math.inf))
+        self.best_weights = dict(state.get("best_weights") or {})
+        self._time_before = float(self.rows[-1].get("time_s", 0.0)) if self.rows else 0.0
+        self._restored = True
+
+    def on_fit_start(self, trainer, module):
+        if not (self._restored and trainer.is_global_zero):
+            return
+        # the model's weights were restored before this hook: they are the last completed epoch's
+        if self.rows:
+            _write_history(self.run_dir / HISTORY_FILE, self.rows)
+        save_weights(module.network, module.run_config, self.run_dir / "last.safetensors", module.preprocess_arrays)
+        if self.best_weights:
+            _write_weights(self.best_weights, module.run_config, self.run_dir / "best.safetensors",
+                           module.preprocess_arrays)
+        log.info("%s: resumed after epoch %d of %d (best val_loss %.4g so far)", self.run_dir,
+                 int(self.rows[-1]["epoch"]) if self.rows else -1, module.run_config.train.max_epochs, self.best)
+
+
+class ResumeWriter(Checkpoint):
+    """Saves the resumable state (:mod:`astrocnn.resume`) at the end of every epoch, and restores what
+    Lightning's own checkpoint restoration leaves out.
+
+    It is a :class:`~pytorch_lightning.callbacks.Checkpoint` so that Lightning runs its epoch-end hook after
+    every other callback: by then :class:`RunWriter` has written the epoch's files, early stopping has counted
+    the epoch and the ``max_time`` timer has looked at the clock, so ``trainer.should_stop`` is final.
+    ``trainer.save_checkpoint`` must run on every process (it synchronises them); only rank 0 writes.
+
+    Besides what Lightning saves by itself (weights, optimizer, schedulers, loop counters, callback states),
+    its own state holds:
+
+    * the random generator states (torch, NumPy, Python) of every process, gathered from all ranks and put
+      back at the start of the next epoch -- the point of the uninterrupted run that follows the save with
+      no random draw in between (the data loaders draw from their own generators, see
+      :func:`astrocnn.data.make_loader`);
+    * ``trainer.should_stop``, which Lightning does not save: a run stopped early (or out of time) right
+      after its last save must not train another epoch when resumed;
+    * the monitored validation loss, because Lightning steps a ``ReduceLROnPlateau`` scheduler only *after*
+      the epoch-end hooks, i.e. after the save; the resumed run replays that one step.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._trainer: pl.Trainer | None = None
+        self._pending_rng: dict[str, torch.Tensor] | None = None
+        self._plateau_metric: float | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "ResumeWriter"
+
+    def setup(self, trainer, module, stage):
+        self._trainer = trainer
+
+    def on_train_epoch_end(self, trainer, module):
+        trainer.save_checkpoint(self.path, weights_only=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
+        if trainer is None:
+            return {}
+        metric = trainer.callback_metrics.get("val_loss")
+        rng = rng_state()
+        if trainer.world_size > 1:  # every rank's generators, stacked in rank order
+            device = trainer.strategy.root_device
+            rng = {k: trainer.strategy.all_gather(v.to(device)).cpu() for k, v in rng.items()}
+        else:
+            rng = {k: v[None] for k, v in rng.items()}
+        return {"rng": rng, "world_size": trainer.world_size, "should_stop": bool(trainer.should_stop),
+                "plateau_metric": None if metric is None else float(metric)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        trainer = self._trainer
+        assert trainer is not None, "setup() runs before a checkpoint is restored"
+        if int(state.get("world_size", 1)) != trainer.world_size:
+            raise InputError(self.path, f"saved by {state.get('world_size')} processes; this run has "
+                                        f"{trainer.world_size}")
+        rank = trainer.global_rank
+        self._pending_rng = {k: v[rank] for k, v in state["rng"].items()}
+        self._plateau_metric = state.get("plateau_metric")
+        trainer.should_stop = bool(state.get("should_stop", False))
+
+    def on_train_start(self, trainer, module):
+        # the optimizer and schedulers were restored after on_fit_start: replay the plateau step now
+        if self._plateau_metric is None:
+            return
+        for cfg in trainer.lr_scheduler_configs:
+            if cfg.reduce_on_plateau and cfg.interval == "epoch":
+                cfg.scheduler.step(self._plateau_metric)
+        self._plateau_metric = None
+
+    def on_train_epoch_start(self, trainer, module):
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
+
 
 def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     cols: list[str] = []
@@ -408,13 +557,121 @@ def _strategy(tc) -> Any:
     return DDPStrategy(start_method="spawn", find_unused_parameters=False)
 
 
-def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, config: RunConfig | None = None) -> RunResult:
+#: settings that may differ between an interrupted run and its resumption: they change how fast, where or how
+#: verbosely the run goes, not what it computes (``threads`` and ``accelerator`` up to floating-point summation
+#: order). ``data.path`` may change too (a moved file): the split and the labels' fitted state are compared.
+RESUME_FREE_SETTINGS = ("train.progress_bar", "train.threads", "train.accelerator", "data.num_workers",
+                        "data.eval_batch_size", "data.path", "version")
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = "missing" if value is _MISSING else json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_MISSING = object()
+
+
+def config_differences(stored: RunConfig, now: RunConfig) -> list[str]:
+    """The settings (``section.name``) in which two filled-in run configurations differ, ignoring
+    :data:`RESUME_FREE_SETTINGS`, each as ``"name (<stored> in the run, <now> now)"``."""
+    a, b = _flatten(json.loads(stored.to_json())), _flatten(json.loads(now.to_json()))
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == f or key.startswith(f + ".") for f in RESUME_FREE_SETTINGS):
+            continue
+        va, vb = a.get(key, _MISSING), b.get(key, _MISSING)
+        if va is _MISSING or vb is _MISSING or va != vb:
+            out.append(f"{key} ({_short(va)} in the run, {_short(vb)} now)")
+    return out
+
+
+def _resume_point(out_dir: Path, config: RunConfig, split: dict[str, np.ndarray]) -> Path | None:
+    """Where :func:`train` with ``resume=True`` goes on from: the run's ``resume.json``; its ``metrics.json``
+    when the run has finished; ``None`` to start a new run (nothing saved yet). Refuses a run that was built
+    from another configuration or data."""
+    cfg_file = out_dir / CONFIG_FILE
+    if not cfg_file.exists():
+        log.info("%s: no run to resume here; starting a new run", out_dir)
+        return None
+    stored = RunConfig.load(cfg_file)
+    diffs = config_differences(stored, config)
+    if diffs:
+        raise InputError(cfg_file, f"cannot resume: this run was built with other settings: {'; '.join(diffs)} "
+                                   "(resume with the run's own configuration, or train into a new folder)")
+    if stored.data.path != config.data.path:
+        log.info("%s: the run was trained on %s; resuming on %s (same split and labels)", out_dir,
+                 stored.data.path, config.data.path)
+    state = out_dir / RESUME_FILE
+    split_file = out_dir / SPLIT_FILE
+    if split_file.exists():
+        with np.load(split_file, allow_pickle=False) as npz:
+            same = all(k in npz and np.array_equal(npz[k], split[k]) for k in split)
+        if not same:
+            raise InputError(split_file, "cannot resume: these data give another train/val/test split than the "
+                                         "run's (a different data set?)")
+    elif state.exists():
+        raise InputError(out_dir, f"has a saved training state but no {SPLIT_FILE}: cannot resume")
+    if (out_dir / METRICS_FILE).exists():
+        log.info("%s: this run has already finished (metrics.json); nothing to resume. Train without --resume "
+                 "(or into a new folder) to train it again", out_dir)
+        return out_dir / METRICS_FILE
+    if not state.exists():
+        log.warning("%s: no saved training state (the run stopped before its first epoch ended); starting it "
+                    "again from scratch", out_dir)
+        return None
+    epoch = verify_state(state)  # fail here, in one line, rather than inside Lightning
+    log.info("%s: resuming from the state saved after epoch %d", out_dir, epoch)
+    return state
+
+
+def _finished_result(out_dir: Path) -> RunResult:
+    """The :class:`RunResult` of a finished run, read back from its files."""
+    doc = json.loads((out_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    s = doc["summary"]
+    return RunResult(run_dir=out_dir, metrics=doc["test"], best_epoch=int(s["best_epoch"]), epochs=int(s["epochs"]),
+                     best_val_loss=float(s["best_val_loss"]), wall_s=float(s["wall_s"]),
+                     n_parameters=int(s["n_parameters"]), history=read_history(out_dir))
+
+
+def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, config: RunConfig | None = None,
+          *, resume: bool = False) -> RunResult:
     """Train ``task`` (``"redshift"`` or ``"classify"`` on a spectra set, ``"detect"`` on a strain set) on a
     prepared set and write a run folder.
 
     The usable rows (see :meth:`Task.rows`) are split into train/val/test with ``config.data``; training
     stops when the validation loss has not improved for ``config.train.patience`` epochs (or at
     ``max_epochs`` / ``max_minutes``); the best weights are kept and scored on the test rows.
+
+    resume : continue the run in ``out_dir`` from its last completed epoch instead of starting afresh.
+        Every epoch ends by saving the whole training state (``resume.json`` + a safetensors file, see
+        :mod:`astrocnn.resume`), so a run killed at any moment -- even ``kill -9`` -- loses at most the epoch
+        in progress, and resuming it ends with the same weights, history and scores as an uninterrupted run
+        with the same seed (bitwise on one device with a fixed thread count). What happens:
+
+        * the configuration (after what the data fill in) must equal the run's ``config.yaml`` except for
+          settings that do not change what is computed (:data:`RESUME_FREE_SETTINGS`), and the data must give
+          the same split; otherwise :class:`InputError` names what differs;
+        * a finished run (``metrics.json`` present, written last) is left untouched: the result is read back
+          from its files and a message says so;
+        * a folder with no saved state (no run yet, or killed before its first epoch ended) starts a new run,
+          with a log message, so a requeued batch job can always pass ``resume=True``;
+        * ``max_minutes`` (and the ``cosine_time`` schedule) count training time over all processes of the
+          run up to the last saved epoch; time lost in an interrupted epoch and restart overhead is not
+          counted;
+        * ``devices > 1``: every process's random generator state is saved and restored; the number of
+          processes must not change.
     """
     t0 = time.time()
     config = config if config is not None else default_config(task)
@@ -467,16 +724,34 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
     tsk.fit(fit_targets)
     config.task = tsk.config
 
+    resume_from: Path | None = None
+    resumed_after: int | None = None
+    if resume:
+        resume_from = _resume_point(out_dir, config, split)
+        if resume_from == out_dir / METRICS_FILE:
+            store.close()
+            return _finished_result(out_dir)
+        if resume_from is not None:
+            resumed_after = int(read_state_header(resume_from)["epoch"])
+
     # with strategy="ddp" this function runs again in every re-launched process: only rank 0 writes
     writer_rank = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
     if writer_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
-        config.save(out_dir / CONFIG_FILE)
-        with atomic_path(out_dir / SPLIT_FILE, suffix=".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **split)
-        for stale in (HISTORY_FILE, "best.safetensors", "last.safetensors", METRICS_FILE):
-            (out_dir / stale).unlink(missing_ok=True)
+        if resume_from is None:
+            # a new run: nothing of an earlier run in this folder may survive, its resume state least of all,
+            # and it goes before the new config.yaml, which a later --resume would otherwise pair with it
+            remove_state(out_dir / RESUME_FILE)
+            for stale in (METRICS_FILE, HISTORY_FILE, "best.safetensors", "last.safetensors"):
+                (out_dir / stale).unlink(missing_ok=True)
+            config.save(out_dir / CONFIG_FILE)
+            with atomic_path(out_dir / SPLIT_FILE, suffix=".npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **split)
+        removed = remove_debris(out_dir, out_dir / RESUME_FILE)
+        if removed:
+            log.info("%s: removed %d file(s) left by an interrupted process: %s", out_dir, len(removed),
+                     ", ".join(p.name for p in removed))
 
     pl.seed_everything(tc.seed, workers=True, verbose=False)
     network = build_network(config, tsk)
@@ -490,7 +765,8 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
     from pytorch_lightning.callbacks import EarlyStopping
 
     callbacks = [writer, EarlyStopping(monitor="val_loss", mode="min", patience=tc.patience, min_delta=tc.min_delta,
-                                       check_on_train_epoch_end=False)]
+                                       check_on_train_epoch_end=False),
+                 ResumeWriter(out_dir / RESUME_FILE)]
     threads_before = torch.get_num_threads()  # fit sets this process's thread count; give it back after
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -503,7 +779,8 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
         max_time=timedelta(minutes=tc.max_minutes) if tc.max_minutes > 0 else None,
         callbacks=callbacks,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=True,  # our ResumeWriter is the checkpoint callback; no Lightning .ckpt (pickle)
+        plugins=[SafeCheckpointIO()],
         enable_model_summary=False,
         enable_progress_bar=tc.progress_bar,
         num_sanity_val_steps=0,
@@ -519,7 +796,7 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
         # Lightning's own use of a deprecated torch API (pytorch_lightning/utilities/_pytree.py)
         warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
         try:
-            trainer.fit(module)
+            trainer.fit(module, ckpt_path=str(resume_from) if resume_from is not None else None)
         finally:
             torch.set_num_threads(threads_before)
     if trainer.global_rank != 0:
@@ -544,9 +821,12 @@ def train(task: str, data_path: str | os.PathLike, out_dir: str | os.PathLike, c
         "wall_s": round(time.time() - t0, 1), "n_parameters": int(n_params),
         "devices": tc.devices,
     }
-    write_text_atomic(out_dir / METRICS_FILE, json.dumps({"summary": summary, "test": metrics}, indent=2) + "\n")
+    if resumed_after is not None:
+        summary["resumed_after_epoch"] = resumed_after  # wall_s then counts this process only
     _write_predictions(out_dir / "test_predictions.csv", store.ids[test_rows], test_rows, pred, target, tsk)
     _run_plots(out_dir, history, tsk, pred, target)
+    # last: its presence marks a finished run (see ``resume`` above)
+    write_text_atomic(out_dir / METRICS_FILE, json.dumps({"summary": summary, "test": metrics}, indent=2) + "\n")
     log.info("%s: best epoch %d of %d; test %s = %.4f", out_dir, summary["best_epoch"], summary["epochs"],
              tsk.monitor, metrics.get(tsk.monitor, float("nan")))
     store.close()
