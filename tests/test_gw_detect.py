@@ -166,3 +166,42 @@ def test_default_detect_config():
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
         default_config("detect", data={"inputs": ["strain", "flux"]})
+
+
+def test_strain_augmentation_is_seeded_and_physical(detect_run):
+    """Sign flips, H1/L1 swaps and per-detector delays: each an exact transform of the stored sample, drawn
+    from (seed, epoch, row) so that reruns and worker processes agree, and off outside training."""
+    from astrocnn.config import DataConfig
+    from astrocnn.data import SpectraBatches, open_prepared
+
+    _, data, _ = detect_run
+    store = open_prepared(data)
+    task = make_task(default_config("detect").task)
+    rows = np.arange(40)
+    plain = SpectraBatches(store, task, DataConfig(inputs=["strain"]), augment=True)
+    assert not plain.augment_strain  # nothing asked for: the batch is the stored data
+    x0 = plain[rows]["x"].numpy()
+
+    def batch(epoch, **aug):
+        ds = SpectraBatches(store, task, DataConfig(inputs=["strain"], **aug), augment=True, seed=3)
+        ds.epoch = epoch
+        return ds[rows]["x"].numpy()
+
+    flipped = batch(0, aug_flip=True)
+    is_neg = np.all(flipped == -x0, axis=(1, 2))
+    assert np.all(is_neg | np.all(flipped == x0, axis=(1, 2)))
+    assert 8 <= is_neg.sum() <= 32  # about half of 40 (binomial: outside 8..32 has p < 1e-4)
+    swapped = batch(0, aug_swap=True)
+    is_swap = np.all(swapped[:, 0] == x0[:, 1], axis=1) & np.all(swapped[:, 1] == x0[:, 0], axis=1)
+    assert np.all(is_swap | np.all(swapped == x0, axis=(1, 2)))
+    assert 8 <= is_swap.sum() <= 32
+    np.testing.assert_array_equal(swapped[:, 2], x0[:, 2])  # Virgo stays where it is
+    delayed = batch(0, aug_delay=5)
+    for i in range(len(rows)):
+        for d in range(3):  # every detector is its own stored series rolled by at most 5 samples
+            assert any(np.array_equal(delayed[i, d], np.roll(x0[i, d], s)) for s in range(-5, 6))
+    assert not np.array_equal(delayed, x0)
+    np.testing.assert_array_equal(batch(0, aug_flip=True), flipped)  # seeded: the same again
+    assert not np.array_equal(batch(1, aug_flip=True), flipped)  # a new epoch draws anew
+    evaluation = SpectraBatches(store, task, DataConfig(inputs=["strain"], aug_flip=True), augment=False)
+    np.testing.assert_array_equal(evaluation[rows]["x"].numpy(), x0)

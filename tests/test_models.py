@@ -231,3 +231,30 @@ def test_network_trained_with_fft_predicts_the_same_as_direct_with_its_weights()
     moved = np.abs(a["z"].numpy() - b["z"].numpy()) > 1e-5
     assert moved.mean() <= 0.01
     np.testing.assert_allclose(a["z"].numpy()[~moved], b["z"].numpy()[~moved], atol=1e-5)
+
+
+def test_resnet_option_builds_learns_shapes_and_matches_fft():
+    """arch="resnet": residual units keep the length ("same" padding), the shortcut is the identity where the
+    channels agree, and FFT and direct convolution give the same network."""
+    torch.manual_seed(6)
+    cfg = CNNConfig(in_channels=3, length=512, kernels=[33, 9], channels=[8, 8], pools=[4, 2], dense=[16],
+                    norm="batch", arch="resnet", depth=2, fft_min_kernel=16)
+    net = CNN(cfg).eval()
+    assert cfg.out_length() == 512 // 4 // 2
+    units = [u for blk in net.blocks for u in blk.units]
+    assert len(units) == 4 and "short" in units[0] and "short" not in units[1]  # 3 -> 8 channels, then 8 -> 8
+    assert isinstance(units[0]["conv1"], FFTConv1d) and not isinstance(units[2]["conv1"], FFTConv1d)
+    x = torch.randn(4, 3, 512)
+    assert net(x).shape == (4, 16)
+    direct = CNN(CNNConfig(**{**cfg.to_dict(), "fft_min_kernel": 0})).eval()
+    direct.load_state_dict(net.state_dict())
+    torch.testing.assert_close(net(x), direct(x), rtol=1e-4, atol=1e-5)
+    # the residual path is live: zeroing every unit's second convolution leaves a network that still
+    # responds to its input (through the shortcuts), unlike a plain stack with a dead layer
+    with torch.no_grad():
+        for u in units:
+            u["conv2"].weight.zero_()
+            u["conv2"].bias.zero_()
+    assert not torch.allclose(net(x), net(torch.zeros_like(x)))
+    with pytest.raises(ValueError, match="arch"):
+        CNNConfig(arch="transformer")

@@ -22,6 +22,7 @@ from torch import Tensor
 from .fftconv import FFTConv1d
 
 NORMS = ("none", "batch", "group", "layer")
+ARCHS = ("plain", "resnet")
 
 
 @dataclass
@@ -42,6 +43,10 @@ class CNNConfig:
         per 8 channels) or ``"layer"`` (over channels and positions, per sample).
     fft_min_kernel : kernels at least this long use :class:`~astrocnn.models.fftconv.FFTConv1d` (same
         results, same weights, much faster for the 500- and 200-pixel kernels); 0 = never.
+    arch : ``"plain"`` (the paper's CNN: one convolution per block) or ``"resnet"`` (a 1D ResNet, the
+        option the paper's authors used for gravitational waves: every block is ``depth`` residual units of
+        two "same"-padded convolutions with normalisation and a shortcut, then the block's pooling).
+    depth : residual units per block (``arch="resnet"`` only).
     """
 
     in_channels: int = 1
@@ -54,6 +59,8 @@ class CNNConfig:
     dropout: float = 0.0
     norm: str = "none"
     fft_min_kernel: int = 64
+    arch: str = "plain"
+    depth: int = 1
 
     def __post_init__(self) -> None:
         self.kernels = [int(k) for k in self.kernels]
@@ -71,6 +78,10 @@ class CNNConfig:
             raise ValueError(f"padding must be 'valid' or 'same', got {self.padding!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.out_length() < 1:
@@ -80,7 +91,7 @@ class CNNConfig:
         """Samples left after the last convolution block."""
         n = self.length
         for k, p in zip(self.kernels, self.pools):
-            n = n if self.padding == "same" else n - k + 1
+            n = n if (self.padding == "same" or self.arch == "resnet") else n - k + 1
             if n < 1:
                 return 0
             n //= p
@@ -131,6 +142,40 @@ class ConvBlock(nn.Module):
         return self.act(self.pool(self.norm(self.conv(x))))
 
 
+class ResidualBlock(nn.Module):
+    """``depth`` residual units, then max pooling. A unit: conv(k) -> norm -> ReLU -> conv(k) -> norm, plus
+    the input (through a 1x1 convolution and norm where the channel count changes), then ReLU. Convolutions
+    are "same"-padded so the sum lines up; long kernels go through the FFT as in :class:`ConvBlock`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, pool: int, norm: str, use_fft: bool,
+                 length: int, depth: int):
+        super().__init__()
+        conv_cls = FFTConv1d if use_fft else nn.Conv1d
+        units = []
+        for i in range(depth):
+            c_in = in_channels if i == 0 else out_channels
+            unit = nn.ModuleDict({
+                "conv1": conv_cls(c_in, out_channels, kernel, padding="same"),
+                "norm1": _norm(norm, out_channels, length),
+                "conv2": conv_cls(out_channels, out_channels, kernel, padding="same"),
+                "norm2": _norm(norm, out_channels, length),
+            })
+            if c_in != out_channels:
+                unit["short"] = nn.Conv1d(c_in, out_channels, 1)
+                unit["short_norm"] = _norm(norm, out_channels, length)
+            units.append(unit)
+        self.units = nn.ModuleList(units)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool1d(pool) if pool > 1 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        for u in self.units:
+            y = u["norm2"](u["conv2"](self.act(u["norm1"](u["conv1"](x)))))
+            short = u["short_norm"](u["short"](x)) if "short" in u else x
+            x = self.act(y + short)
+        return self.pool(x)
+
+
 class CNN(nn.Module):
     """The paper's convolutional feature extractor: ``(batch, in_channels, length) -> (batch, features)``."""
 
@@ -140,9 +185,12 @@ class CNN(nn.Module):
         blocks = []
         c_in, n = config.in_channels, config.length
         for k, c, p in zip(config.kernels, config.channels, config.pools):
-            n = n if config.padding == "same" else n - k + 1
             use_fft = bool(config.fft_min_kernel) and k >= config.fft_min_kernel
-            blocks.append(ConvBlock(c_in, c, k, p, config.padding, config.norm, use_fft, n))
+            if config.arch == "resnet":
+                blocks.append(ResidualBlock(c_in, c, k, p, config.norm, use_fft, n, config.depth))
+            else:
+                n = n if config.padding == "same" else n - k + 1
+                blocks.append(ConvBlock(c_in, c, k, p, config.padding, config.norm, use_fft, n))
             c_in, n = c, n // p
         self.blocks = nn.Sequential(*blocks)
         layers: list[nn.Module] = [nn.Flatten()]
