@@ -183,3 +183,31 @@ def test_prepared_set_round_trip(toy_set, tmp_path):
     assert res["n"] == 60
     assert res["frac_dv_lt_6000"] >= 0.9 and res["cpu_seconds_per_spectrum"] > 0
     assert set(res) >= {"median_abs_dv_kms", "frac_catastrophic", "spectra_per_second_per_core", "metrics"}
+
+
+def test_cli_baseline_redshift(toy_set, tmp_path, capsys):
+    """`astrocnn baseline redshift`: learns templates from --train and saves them, reuses them when the file
+    exists, and without either says so in one line."""
+    import json
+
+    from astrocnn.cli import main
+    from astrocnn.spectra.preprocess import Prepared
+    from astrocnn.store import PreparedWriter
+
+    flux, ivar, z = toy_set
+    path = tmp_path / "toy.h5"
+    with PreparedWriter(path, GRID, source="test") as wr:
+        for i in range(len(z)):
+            wr.append(Prepared(flux=flux[i], ivar=ivar[i], coverage=1.0, snr=20.0, mean=0.0, std=1.0),
+                      id=f"toy{i}", z=float(z[i]), cls="qso")
+    tpl, out = tmp_path / "tpl.npz", tmp_path / "m.json"
+    args = ["baseline", "redshift", "--data", str(path), "--templates", str(tpl), "--n", "40", "--out", str(out)]
+    assert main(args + ["--train", str(path), "--n-components", "3", "--max-spectra", "200"]) == 0
+    first = json.loads(out.read_text())
+    assert tpl.exists() and first["n"] == 40 and first["n_templates"] == 3 and first["frac_dv_lt_6000"] >= 0.9
+    assert main(args) == 0  # the saved templates, no training set needed: the same fits
+    assert json.loads(out.read_text())["metrics"] == first["metrics"]
+    capsys.readouterr()
+    assert main(["baseline", "redshift", "--data", str(path), "--templates", str(tmp_path / "none.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.npz" in err[0] and "--train" in err[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import AstrocnnError
+from .errors import AstrocnnError, InputError
 
 log = logging.getLogger("astrocnn")
 
@@ -93,6 +93,15 @@ def create_parser() -> argparse.ArgumentParser:
                    help="TRAINING folder, prepared training set (.h5) or 'design' for the noise spectrum "
                         "(default: the data's own noise-only samples, which leaks labels; a warning says so)")
     s.add_argument("--max-samples", type=int, default=None)
+    s.add_argument("--out", type=Path, default=None, help="metrics JSON")
+    s = base_sub.add_parser("redshift", help="quasar redshifts by template fitting (PCA eigenspectra, chi2 over z)")
+    s.add_argument("--data", type=Path, required=True, help="prepared set with redshifts to fit and score")
+    s.add_argument("--train", type=Path, default=None, help="prepared TRAINING set to learn the templates from")
+    s.add_argument("--templates", type=Path, default=None,
+                   help="templates file: read if it exists, else learned from --train and written here")
+    s.add_argument("--n-components", type=int, default=10)
+    s.add_argument("--max-spectra", type=int, default=None, help="training spectra used for the templates")
+    s.add_argument("--n", type=int, default=None, help="fit a seeded random subset of this many spectra")
     s.add_argument("--out", type=Path, default=None, help="metrics JSON")
 
     # show ----------------------------------------------------------------------------------------
@@ -327,9 +336,32 @@ def _cmd_predict(args) -> int:
 def _cmd_baseline(args) -> int:
     import json
 
+    if args.what == "redshift":
+        return _baseline_redshift(args)
     from .gw.matched_filter import baseline_metrics
 
     m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples)
+    print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
+def _baseline_redshift(args) -> int:
+    import json
+
+    from .io import write_text_atomic
+    from .spectra.templatefit import QuasarTemplates, build_templates, evaluate_templatefit
+
+    if args.templates is not None and args.templates.exists():
+        templates = QuasarTemplates.load(args.templates)
+    elif args.train is None:
+        raise InputError(args.templates, "no templates file here; give --train to learn them from a training set")
+    else:
+        templates = build_templates(args.train, n_components=args.n_components, max_spectra=args.max_spectra)
+        if args.templates is not None:
+            templates.save(args.templates)
+    m = evaluate_templatefit(args.data, templates, n=args.n)
+    if args.out is not None:
+        write_text_atomic(args.out, json.dumps(m, indent=1, default=float) + "\n")
     print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
     return 0
 
