@@ -47,13 +47,13 @@ import torch.nn.functional as F
 from .io import write_text_atomic
 from .models.cnn import CNN, CNNConfig, Network, he_uniform_
 from .models.fftconv import _fast_size
+from .config import DETECT_MODEL
 from .models.heads import RegressionHead
 
 log = logging.getLogger(__name__)
 
-#: the GW network benchmarked (no GW default configuration exists yet): 3 detectors x 4096 samples
-GW_MODEL = dict(in_channels=3, length=4096, kernels=[64, 32, 16], channels=[16, 32, 32], pools=[4, 4, 2],
-                dense=[256])
+#: the GW network benchmarked: the detect task's default (3 detectors x 4096 samples), FFT threshold set per run
+GW_MODEL = {k: v for k, v in DETECT_MODEL.items() if k != "fft_min_kernel"}
 
 
 def fft_flops(n: int) -> float:
