@@ -424,7 +424,9 @@ def test_prepare_sdss_first_part_too_large_leaves_nothing(survey, tmp_path, caps
     with file_size_limit(30_000):
         assert main(["-q", *prepare_args(survey, out)]) == 2
     line = _assert_clean_failure(capsys.readouterr().err, "new.h5: could not be written", "file too large")
-    assert "part-00000.h5" in line
+    # which part first outgrows the limit depends on how many of its inputs are rejected (a part of only
+    # rejects is tiny); the point is that the part is named and nothing at all is left behind
+    assert re.search(r"new\.h5\.parts/part-\d{5}\.h5", line), line
     assert list(tmp_path.iterdir()) == []
 
 
