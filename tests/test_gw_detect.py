@@ -205,3 +205,23 @@ def test_strain_augmentation_is_seeded_and_physical(detect_run):
     assert not np.array_equal(batch(1, aug_flip=True), flipped)  # a new epoch draws anew
     evaluation = SpectraBatches(store, task, DataConfig(inputs=["strain"], aug_flip=True), augment=False)
     np.testing.assert_array_equal(evaluation[rows]["x"].numpy(), x0)
+
+
+def test_real_data_report(detect_run):
+    """The real G2Net samples and GWOSC event files, scored as `scripts/gw_real.py` and the demo do."""
+    from astrocnn.gw.apply import KNOWN_EVENTS, real_data_report
+
+    g2net = GWOSC.parent / "g2net"
+    if not (g2net.is_dir() and GWOSC.is_dir()):
+        pytest.skip("real data not available")
+    root, _, _ = detect_run
+    rep = real_data_report(root / "run", g2net, GWOSC, n_boot=100)
+    g = rep["g2net"]
+    assert (g["n"], g["n_signal"]) == (20, 9)  # the labels in shared/data/g2net/training_labels.csv
+    assert sum(t for t, _ in g["scores"].values()) == 9 and g["roc_auc_low"] <= g["roc_auc"] <= g["roc_auc_high"]
+    assert set(rep["gwosc"]) == {"GW151012", "GW170104"}
+    for name, e in rep["gwosc"].items():
+        assert e["gps_event"] == KNOWN_EVENTS[name] and len(e["files"]) == 2
+        assert 1 <= e["event_rank"] <= e["n_windows"]
+        assert e["event_in_top_window"] == (abs(e["top_minus_event_s"]) < 1.0)
+        assert e["top_score"] >= e["event_score"]

@@ -603,15 +603,6 @@ def test_output_under_a_regular_file_for_prepare_g2net_and_predict(runs, tmp_pat
     assert blocker.read_text() == "x"
 
 
-def _writes_are_refused(folder: Path) -> bool:
-    try:
-        (folder / ".probe").write_text("x")
-    except OSError:
-        return True
-    (folder / ".probe").unlink()
-    return False
-
-
 def test_folder_without_write_permission(survey, runs, tmp_path, capsys):
     """chmod 0o500: skipped where permission bits do not stop this user (root); the read-only file
     system case above covers an unwritable folder for everyone who can mount a tmpfs."""

@@ -32,8 +32,9 @@ DEFAULT_SNR_BINS = (0.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0)
 #: 20-500 Hz band needs: 64 samples (31 ms, two cycles at 64 Hz) in the first layer, then 32, 16 and 8 after
 #: pooling by 4, 4 and 4 (each reaching further back in time), i.e. the paper's coarse-to-fine ordering with
 #: one block more; 25 positions of 64 channels (1600 features) feed a dense layer of 64. Batch normalisation
-#: (not in the paper) makes the faint-signal regime trainable in minutes instead of hours. Direct convolution
-#: throughout: at kernels <= 64 it is faster than the FFT on a CPU (``astrocnn bench``).
+#: is not in the paper; with it this network reached validation AUC 0.857 after one epoch on 48k samples
+#: (README "Gravitational waves"). Direct convolution throughout: at kernels <= 64 it is faster than the FFT
+#: on a CPU (``astrocnn bench``).
 DETECT_MODEL = {"in_channels": 3, "length": 4096, "kernels": [64, 32, 16, 8], "channels": [32, 32, 64, 64],
                 "pools": [4, 4, 4, 2], "dense": [64], "norm": "batch", "fft_min_kernel": 128}
 

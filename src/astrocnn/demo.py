@@ -33,15 +33,12 @@ def _demo_detect(out: Path, seed: int, n: int, minutes: float, real_g2net: Path,
     """The detection task at small scale: simulate G2Net-like strain, prepare it (whitening fitted on the
     training noise), train the detector for ``minutes``, score held-out samples with it and with the
     matched filter, and apply it to the real G2Net samples and GWOSC event files when they are there."""
-    from collections import defaultdict
-
     from .config import default_config
-    from .gw.apply import KNOWN_EVENTS, event_report, predict_g2net_dir
+    from .gw.apply import real_data_report
     from .gw.matched_filter import baseline_metrics
-    from .gw.roc import bootstrap_auc
     from .gw.simulate import simulate_g2net
     from .gw.store import prepare_g2net
-    from .train import evaluate, load_run, train
+    from .train import evaluate, train
 
     data = out / "data"
     timings = {}
@@ -62,26 +59,9 @@ def _demo_detect(out: Path, seed: int, n: int, minutes: float, real_g2net: Path,
     t0 = time.perf_counter()
     mf = baseline_metrics(data / "gw-heldout", psd_from=train_set, out=out / "detect" / "matched-filter.json", n_boot=500)
     timings["matched filter"] = time.perf_counter() - t0
-    report = {"result": result, "heldout": held, "mf": mf, "timings": timings, "real_g2net": None, "gwosc": {}}
-    loaded = load_run(out / "detect")
-    if real_g2net.is_dir():
-        g2 = predict_g2net_dir(out / "detect", real_g2net, loaded=loaded)
-        y = np.asarray(g2["target"])
-        if (y == 1).any() and (y == 0).any():
-            b = bootstrap_auc(y, g2["score"], n_boot=1000)
-            report["real_g2net"] = {"n": int(y.size), "roc_auc": b["auc"], "low": b["low"], "high": b["high"]}
-    if real_gwosc.is_dir():
-        files = defaultdict(list)
-        for p in sorted(real_gwosc.glob("*.hdf5")):
-            try:
-                files[int(p.stem.split("-")[-2])].append(p)
-            except ValueError:
-                continue
-        for start, paths in files.items():
-            for name, t_event in KNOWN_EVENTS.items():
-                if start <= t_event < start + 32:
-                    report["gwosc"][name] = event_report(out / "detect", paths, t_event, loaded=loaded)
-    return report
+    real = real_data_report(out / "detect", real_g2net, real_gwosc)
+    return {"result": result, "heldout": held, "mf": mf, "timings": timings, "real_g2net": real["g2net"],
+            "gwosc": real["gwosc"]}
 
 
 def _detect_lines(d: dict, real_g2net: Path, real_gwosc: Path) -> list[str]:
@@ -106,7 +86,7 @@ def _detect_lines(d: dict, real_g2net: Path, real_gwosc: Path) -> list[str]:
     if d["real_g2net"]:
         g = d["real_g2net"]
         lines += ["", f"Real G2Net samples in `{real_g2net}` ({g['n']}, as they come): ROC AUC "
-                      f"{_fmt(g['roc_auc'], 3)} [{_fmt(g['low'], 3)}, {_fmt(g['high'], 3)}]."]
+                      f"{_fmt(g['roc_auc'], 3)} [{_fmt(g['roc_auc_low'], 3)}, {_fmt(g['roc_auc_high'], 3)}]."]
     if d["gwosc"]:
         lines += ["", f"Real LIGO strain in `{real_gwosc}` (2-s windows every 0.25 s, each segment whitened with its "
                       "own noise estimate):", "",

@@ -192,3 +192,44 @@ def event_report(run: str | os.PathLike, paths: Sequence[str | os.PathLike], gps
         "event_window_gps": float(centres[ev]), "event_score": float(scores[ev]),
         "event_rank": int((scores > scores[ev]).sum()) + 1, "median_score": float(np.median(scores)),
     }
+
+
+def real_data_report(run: str | os.PathLike, g2net_dir: str | os.PathLike | None = None,
+                     gwosc_dir: str | os.PathLike | None = None, *, step_s: float = 0.25, n_boot: int = 1000,
+                     loaded: tuple | None = None) -> dict:
+    """A detection run on real data as it comes: labelled G2Net samples and GWOSC event files.
+
+    Returns ``g2net`` (``n``, ``n_signal``, ``roc_auc`` with its bootstrap ``roc_auc_low``/``roc_auc_high``
+    and per-sample ``scores`` {id: [target, score]}; None without both classes or folder) and ``gwosc``
+    ({event name: :func:`event_report` plus ``files`` and ``gps_event``} for every group of files sharing
+    a GPS start whose 32 s hold an event of :data:`KNOWN_EVENTS`).
+    """
+    from collections import defaultdict
+    from pathlib import Path
+
+    from .roc import bootstrap_auc
+
+    loaded = _load(run, loaded)
+    report: dict = {"g2net": None, "gwosc": {}}
+    if g2net_dir is not None and Path(g2net_dir).is_dir():
+        g2 = predict_g2net_dir(run, g2net_dir, loaded=loaded)
+        y = np.asarray(g2["target"])
+        if (y == 1).any() and (y == 0).any():
+            b = bootstrap_auc(y, g2["score"], n_boot=n_boot)
+            report["g2net"] = {"n": int(y.size), "n_signal": int((y == 1).sum()), "roc_auc": b["auc"],
+                               "roc_auc_low": b["low"], "roc_auc_high": b["high"],
+                               "scores": {str(i): [int(t), round(float(s), 4)]
+                                          for i, t, s in zip(g2["id"], y, g2["score"])}}
+    if gwosc_dir is not None and Path(gwosc_dir).is_dir():
+        files = defaultdict(list)
+        for p in sorted(Path(gwosc_dir).glob("*.hdf5")):
+            try:  # GWOSC names end in -<GPS start>-<duration>
+                files[int(p.stem.split("-")[-2])].append(p)
+            except (IndexError, ValueError):
+                continue
+        for start, paths in files.items():
+            for name, t_event in KNOWN_EVENTS.items():
+                if start <= t_event < start + 32:
+                    report["gwosc"][name] = {"files": [p.name for p in paths], "gps_event": t_event,
+                                             **event_report(run, paths, t_event, step_s=step_s, loaded=loaded)}
+    return report
