@@ -53,7 +53,7 @@ import pytorch_lightning as pl
 import torch
 from safetensors import safe_open
 from pytorch_lightning.callbacks import Checkpoint
-from safetensors.torch import save_file
+from safetensors.torch import save as save_tensors
 
 from . import __version__
 from .config import RunConfig, default_config
@@ -108,8 +108,11 @@ def _write_weights(weights: Mapping[str, torch.Tensor], config: RunConfig, path:
     for k, v in (preprocess or {}).items():
         state[PREPROCESS_PREFIX + k] = torch.as_tensor(np.asarray(v)).contiguous().clone()
     meta = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_VERSION, "config": config.to_json()}
+    # serialised here and written by us: safetensors' own save_file (0.8) writes through a temporary file
+    # of its own (.tmpXXXXXX), which a kill -9 would leave behind in the run folder
+    blob = save_tensors(state, metadata=meta)
     with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(state, str(tmp), metadata=meta)
+        tmp.write_bytes(blob)
 
 
 def _weights_file(run: str | os.PathLike, which: str) -> Path:
