@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from astrocnn.gw import simulate as sim
-from astrocnn.gw.matched_filter import baseline_metrics
-from astrocnn.gw.transforms import GwPreprocess, Whitener
+from astrocnn.gw.baseline import baseline_metrics
+from astrocnn.gw.whitening import GwPreprocess, Whitener
 
 
 def bench_simulation(n: int, seed: int = 123) -> dict:

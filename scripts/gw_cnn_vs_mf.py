@@ -3,7 +3,7 @@
     python scripts/gw_cnn_vs_mf.py --n-train 50000 --n-test 2000 --minutes 40 --out runs/gw50k
 
 Simulates (seeds 11 and 12) and prepares the sets unless they already exist in OUT, trains the detector with
-the default detection config (``astrocnn.config.DETECT_MODEL`` plus the augmentation below) for a fixed
+the default detection config (``astrocnn.core.config.DETECT_MODEL`` plus the augmentation below) for a fixed
 wall-time budget, evaluates it on the test set, runs the template-bank matched filter on the same test
 samples (its PSD from the training set: no leak), and prints both metrics and their ratio as JSON.
 
@@ -17,10 +17,10 @@ import logging
 import time
 from pathlib import Path
 
-from astrocnn.config import default_config
-from astrocnn.gw.matched_filter import baseline_metrics
+from astrocnn.core.config import default_config
+from astrocnn.gw.baseline import baseline_metrics
 from astrocnn.gw.simulate import simulate_g2net
-from astrocnn.gw.store import prepare_g2net
+from astrocnn.gw.prepare import prepare_g2net
 from astrocnn.train import evaluate, train
 
 # the recipe the README's numbers come from: on top of default_config("detect")

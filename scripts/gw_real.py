@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from astrocnn.gw.apply import real_data_report
+from astrocnn.apps.gwscan import real_data_report
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrocnn.io import atomic_path
+from astrocnn.core.io import atomic_path
 from astrocnn.spectra.catalog import write_catalog
 from astrocnn.spectra.masks import SpPixMask
 from astrocnn.spectra.sdss import SDSS_LOGLAM_STEP, spec_filename, write_image_spectrum, write_spec_lite

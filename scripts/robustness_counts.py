@@ -5,13 +5,13 @@
 
 At the end of the run it prints:
 
-- bad inputs refused: the distinct (file name, problem) pairs of every :class:`~astrocnn.errors.InputError`
+- bad inputs refused: the distinct (file name, problem) pairs of every :class:`~astrocnn.core.errors.InputError`
   (how astrocnn refuses a file, folder, value or argument, with one line naming it) that astrocnn's own code
   raised while a test that is neither a hypothesis test nor a fuzz test ran; a bad file that several tests
   feed in counts once;
 - fuzz/property examples: the passing examples hypothesis ran (calls of a ``@given`` test's body that
   returned), and the damaged files of ``tests/test_robustness.py::_fuzz``;
-- write failures: the distinct (file name, problem) pairs of every :class:`~astrocnn.errors.OutputError`
+- write failures: the distinct (file name, problem) pairs of every :class:`~astrocnn.core.errors.OutputError`
   astrocnn raised (disk full, file-size limit, ...; those in child processes are not seen);
 - resumed runs: prepare runs that found finished parts of an interrupted run and continued from them;
 - the tests that passed, failed and were skipped.
@@ -79,7 +79,7 @@ def pytest_configure(config):
 
     errors.OutputError.__init__ = init_out
 
-    from astrocnn import parts
+    from astrocnn.core import parts
 
     original_enter = parts.Parts.__enter__
 

@@ -50,15 +50,15 @@ def _csv_rows(path: Path, root: Path) -> list[str]:
 
 
 def _config(task: str, **train):
-    from astrocnn.config import default_config
+    from astrocnn.core.config import default_config
 
     settings = {"max_epochs": 2, "threads": 1, "batch_size": 32, "progress_bar": False, "seed": 3, **train}
     return default_config(task, train=settings, data={"num_workers": 0})
 
 
 def _spectra_runs(root: Path) -> dict:
-    from astrocnn.predict import predict_inputs
-    from astrocnn.spectra.pipeline import simulate_prepared
+    from astrocnn.apps.predict import predict_inputs
+    from astrocnn.spectra.prepare import simulate_prepared
     from astrocnn.train import evaluate, train
 
     simulate_prepared(400, 5, root / "survey.h5", workers=1)
@@ -81,8 +81,8 @@ def _spectra_runs(root: Path) -> dict:
 
 def _detect_run(root: Path) -> dict:
     from astrocnn.gw.simulate import simulate_g2net
-    from astrocnn.gw.store import prepare_g2net
-    from astrocnn.predict import predict_inputs
+    from astrocnn.gw.prepare import prepare_g2net
+    from astrocnn.apps.predict import predict_inputs
     from astrocnn.train import train
 
     simulate_g2net(96, 7, root / "gw", workers=1)

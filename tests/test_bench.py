@@ -1,4 +1,4 @@
-"""astrocnn.bench: the result has every number it promises, and the FLOP formulas are right.
+"""astrocnn.apps.bench: the result has every number it promises, and the FLOP formulas are right.
 
 Benchmarks are not tests: nothing here asserts a speed.
 """
@@ -8,7 +8,7 @@ import importlib.util
 import json
 import math
 
-from astrocnn.bench import BenchSizes, conv_flops, conv_layers, format_table, network_flops, run_bench
+from astrocnn.apps.bench import BenchSizes, conv_flops, conv_layers, format_table, network_flops, run_bench
 from astrocnn.models.cnn import CNNConfig
 
 

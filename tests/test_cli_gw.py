@@ -2,10 +2,13 @@
 import json
 
 import numpy as np
+import pytest
 
-from astrocnn.cli import main
+from astrocnn.apps.cli import main
 from astrocnn.gw.readers import read_g2net
-from astrocnn.gw.store import StrainSet
+from astrocnn.gw.dataset import StrainSet
+
+pytest.importorskip("lalsimulation", reason="simulating strain needs lalsuite (pip install 'astrocnn[gw]')")
 
 
 def test_simulate_prepare_baseline(tmp_path, capsys):

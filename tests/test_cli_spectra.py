@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from astrocnn.cli import main
-from astrocnn.store import PreparedSet
+from astrocnn.apps.cli import main
+from astrocnn.spectra.dataset import SpectraSet
 
 
 def read_rejects(path):
@@ -18,7 +18,7 @@ def test_prepare_folder_with_bad_files_keeps_the_good_ones(test_data, tmp_path, 
     out = tmp_path / "fx.h5"
     assert main(["-q", "prepare", "sdss", str(test_data / "sdss"), str(test_data / "sdss-bad"), "--out", str(out),
                  "--workers", "2"]) == 0
-    ds = PreparedSet(out)
+    ds = SpectraSet(out)
     # the two full-range fixtures survive; short ones and every bad file are listed with a reason
     assert sorted(ds.ids) == ["0500-51990-0201", "7001-57001-0101"]
     i = list(ds.ids).index("7001-57001-0101")
@@ -50,7 +50,7 @@ def test_prepare_with_catalogue_labels_and_missing_rows(test_data, tmp_path):
     cat = test_data / "sdss" / "dr16q-mini.fits"
     assert main(["-q", "prepare", "sdss", str(test_data / "sdss"), "--out", str(out), "--catalog", str(cat),
                  "--label-column", "Z_VI", "--class-column", "CLASS_PERSON"]) == 0
-    ds = PreparedSet(out)
+    ds = SpectraSet(out)
     by_id = dict(zip(ds.ids, zip(ds.z, ds.cls)))
     assert set(by_id) == {"7001-57001-0101", "0500-51990-0201"}
     assert by_id["0500-51990-0201"][0] == pytest.approx(0.1) and ds.class_names[by_id["0500-51990-0201"][1]] == "galaxy"
@@ -73,7 +73,7 @@ def test_show_writes_a_png(test_data, tmp_path):
 def test_prepare_every_real_sdss_file(shared_data, tmp_path):
     out = tmp_path / "real.h5"
     assert main(["-q", "prepare", "sdss", str(shared_data / "sdss"), "--out", str(out)]) == 0
-    ds = PreparedSet(out)
+    ds = SpectraSet(out)
     assert len(ds) == 10 and not (tmp_path / "real.rejects.csv").exists()
     index = {}
     with open(shared_data / "sdss" / "index.csv") as fh:
@@ -94,13 +94,13 @@ def test_simulate_same_seed_same_bytes_and_real_format_round_trip(tmp_path):
                  "--sdss-dir", str(tmp_path / "sdss")]) == 0
     assert main(["-q", "simulate", "spectra", "--n", "40", "--seed", "7", "--out", str(b), "--workers", "1"]) == 0
     assert a.read_bytes() == b.read_bytes()
-    sim = PreparedSet(a)
+    sim = SpectraSet(a)
     assert sim.attrs["seed"] == 7 and set(sim.truth()) >= {"z", "cls", "snr", "bal", "n_dla"}
     # the spec-lite files and catalogue written beside it go through the real-data path to the same inputs
     fits = tmp_path / "fits.h5"
     assert main(["-q", "prepare", "sdss", str(tmp_path / "sdss"), "--out", str(fits),
                  "--catalog", str(tmp_path / "sdss" / "catalog.fits"), "--class-column", "CLASS_PERSON"]) == 0
-    real = PreparedSet(fits)
+    real = SpectraSet(fits)
     assert len(real) == 40
     row = {k: i for i, k in enumerate(sim.ids)}
     idx = [row[k] for k in real.ids]
@@ -113,7 +113,7 @@ def test_simulate_same_seed_same_bytes_and_real_format_round_trip(tmp_path):
 def test_simulate_class_subset(tmp_path):
     out = tmp_path / "g.h5"
     assert main(["-q", "simulate", "spectra", "--n", "20", "--out", str(out), "--classes", "galaxy,star"]) == 0
-    ds = PreparedSet(out)
+    ds = SpectraSet(out)
     assert set(ds.class_names[c] for c in ds.cls) <= {"galaxy", "star"}
     with pytest.raises(SystemExit) as exc:  # argparse rejects it before anything runs
         main(["simulate", "spectra", "--n", "5", "--out", str(tmp_path / "p.h5"), "--classes", "planet"])

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from astrocnn.cli import main
-from astrocnn.store import PreparedSet
+from astrocnn.apps.cli import main
+from astrocnn.spectra.dataset import SpectraSet
 
 TINY = """\
 model: {kernels: [50, 20, 5], channels: [4, 8, 8], pools: [4, 4, 2], dense: [32]}

@@ -15,17 +15,18 @@ import pytest
 import scipy.signal as ss
 import torch
 
-from astrocnn.errors import InputError
-from astrocnn.gw import roc
-from astrocnn.gw.readers import (gwosc_network, load_g2net_sample, read_g2net, read_gwosc, read_ldas_hdf, resample)
-from astrocnn.gw.transforms import (Normalize, Whitener, butter_sos, psd_on_grid, sliding_windows,
+from astrocnn.core.errors import InputError
+from astrocnn.core import roc
+from astrocnn.gw.readers import (gwosc_network, load_g2net_sample, read_g2net, read_gwosc, read_ldas_hdf, resample_rate)
+from astrocnn.gw.whitening import (Normalize, Whitener, butter_sos, psd_on_grid, sliding_windows,
                                     whiten_long_segment)
 
 lal = pytest.importorskip("lal")
 lalsim = pytest.importorskip("lalsimulation")
 from astrocnn.gw import matched_filter as mf  # noqa: E402  (needs lalsuite)
 from astrocnn.gw import simulate as sim  # noqa: E402
-from astrocnn.gw.store import StrainSet, fit_whitener, prepare_g2net  # noqa: E402
+from astrocnn.gw.dataset import StrainSet  # noqa: E402
+from astrocnn.gw.prepare import fit_whitener, prepare_g2net  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not here")
@@ -292,7 +293,7 @@ def test_gwosc_files_read_and_resample():
     band = (f2 >= 30) & (f2 <= 800)
     ratio = p2[band] / np.interp(f2[band], f4, p4)
     assert np.median(np.abs(ratio - 1)) < 0.05
-    np.testing.assert_allclose(resample(g.strain, 4096, 2048), net.strain[0], atol=0)
+    np.testing.assert_allclose(resample_rate(g.strain, 4096, 2048), net.strain[0], atol=0)
 
 
 @needs_data

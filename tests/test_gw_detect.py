@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astrocnn.config import RunConfig, default_config
-from astrocnn.errors import InputError
-from astrocnn.tasks import DetectTask, detection_metrics, make_task
+from astrocnn.core.config import RunConfig, default_config
+from astrocnn.core.errors import InputError
+from astrocnn.core.metrics import detection_metrics
+from astrocnn.tasks import DetectTask, make_task
 
 GWOSC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gwosc"
 
@@ -22,7 +23,7 @@ SMALL_MODEL = {"kernels": [32, 16, 8], "channels": [16, 16, 32], "pools": [4, 4,
 def detect_run(tmp_path_factory):
     pytest.importorskip("lal")
     from astrocnn.gw.simulate import simulate_g2net
-    from astrocnn.gw.store import prepare_g2net
+    from astrocnn.gw.prepare import prepare_g2net
     from astrocnn.train import train
 
     root = tmp_path_factory.mktemp("detect")
@@ -57,8 +58,8 @@ def test_detect_trains_and_beats_chance(detect_run):
 
 
 def test_save_load_evaluate_predict_identical(detect_run):
-    from astrocnn.gw.store import StrainSet
-    from astrocnn.train import evaluate, load_preprocess, load_run, predict
+    from astrocnn.gw.dataset import StrainSet
+    from astrocnn.train import evaluate, load_preprocess, load_run, predict_set as predict
 
     root, data, result = detect_run
     net, task, cfg = load_run(root / "run")
@@ -77,8 +78,8 @@ def test_save_load_evaluate_predict_identical(detect_run):
 
 
 def test_predict_g2net_dir_matches_prepared_set(detect_run):
-    from astrocnn.gw.apply import predict_g2net_dir
-    from astrocnn.train import predict
+    from astrocnn.apps.gwscan import predict_g2net_dir
+    from astrocnn.train import predict_set as predict
 
     root, data, _ = detect_run
     raw = predict_g2net_dir(root / "run", root / "sim")
@@ -90,7 +91,7 @@ def test_predict_g2net_dir_matches_prepared_set(detect_run):
 
 @pytest.mark.skipif(not GWOSC.is_dir(), reason="../shared/data/gwosc is not here")
 def test_predict_gwosc_windows(detect_run):
-    from astrocnn.gw.apply import predict_gwosc
+    from astrocnn.apps.gwscan import predict_gwosc
     from astrocnn.gw.readers import read_gwosc
 
     root, _, _ = detect_run
@@ -108,7 +109,7 @@ def test_predict_gwosc_windows(detect_run):
 
 
 def test_wrong_kind_of_set_is_refused(detect_run, tmp_path):
-    from astrocnn.data import open_prepared
+    from astrocnn.tasks import open_dataset
     from astrocnn.train import train
 
     root, data, _ = detect_run
@@ -116,7 +117,7 @@ def test_wrong_kind_of_set_is_refused(detect_run, tmp_path):
         train("redshift", data, tmp_path / "r", default_config("redshift"))
     with pytest.raises(InputError, match="strain"):
         make_task(default_config("detect").task).usable_rows(type("S", (), {"path": "x", "z": None})())
-    assert open_prepared(data).__class__.__name__ == "StrainSet"
+    assert open_dataset(data).__class__.__name__ == "StrainSet"
 
 
 def test_detection_metrics_by_hand():
@@ -155,7 +156,7 @@ def test_detect_task_loss_and_decode():
 
 
 def test_default_detect_config():
-    from astrocnn.config import DETECT_MODEL
+    from astrocnn.core.config import DETECT_MODEL
     from astrocnn.models.cnn import CNN
 
     cfg = default_config("detect", model={"dense": [64]})
@@ -171,19 +172,20 @@ def test_default_detect_config():
 def test_strain_augmentation_is_seeded_and_physical(detect_run):
     """Sign flips, H1/L1 swaps and per-detector delays: each an exact transform of the stored sample, drawn
     from (seed, epoch, row) so that reruns and worker processes agree, and off outside training."""
-    from astrocnn.config import DataConfig
-    from astrocnn.data import SpectraBatches, open_prepared
+    from astrocnn.core.config import DataConfig
+    from astrocnn.tasks import open_dataset
+    from astrocnn.train.loader import Batches
 
     _, data, _ = detect_run
-    store = open_prepared(data)
+    store = open_dataset(data)
     task = make_task(default_config("detect").task)
     rows = np.arange(40)
-    plain = SpectraBatches(store, task, DataConfig(inputs=["strain"]), augment=True)
-    assert not plain.augment_strain  # nothing asked for: the batch is the stored data
+    plain = Batches(store, task, DataConfig(inputs=["strain"]), augment=True)
+    assert not plain.augment  # nothing asked for: the batch is the stored data
     x0 = plain[rows]["x"].numpy()
 
     def batch(epoch, **aug):
-        ds = SpectraBatches(store, task, DataConfig(inputs=["strain"], **aug), augment=True, seed=3)
+        ds = Batches(store, task, DataConfig(inputs=["strain"], **aug), augment=True, seed=3)
         ds.epoch = epoch
         return ds[rows]["x"].numpy()
 
@@ -203,13 +205,14 @@ def test_strain_augmentation_is_seeded_and_physical(detect_run):
     assert not np.array_equal(delayed, x0)
     np.testing.assert_array_equal(batch(0, aug_flip=True), flipped)  # seeded: the same again
     assert not np.array_equal(batch(1, aug_flip=True), flipped)  # a new epoch draws anew
-    evaluation = SpectraBatches(store, task, DataConfig(inputs=["strain"], aug_flip=True), augment=False)
+    evaluation = Batches(store, task, DataConfig(inputs=["strain"], aug_flip=True), augment=False)
     np.testing.assert_array_equal(evaluation[rows]["x"].numpy(), x0)
 
 
 def test_real_data_report(detect_run):
     """The real G2Net samples and GWOSC event files, scored as `scripts/gw_real.py` and the demo do."""
-    from astrocnn.gw.apply import KNOWN_EVENTS, real_data_report
+    from astrocnn.apps.gwscan import real_data_report
+    from astrocnn.gw.events import KNOWN_EVENTS
 
     g2net = GWOSC.parent / "g2net"
     if not (g2net.is_dir() and GWOSC.is_dir()):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from astrocnn.metrics import C_KMS, classification_metrics, confusion_matrix, dv_kms, redshift_metrics
+from astrocnn.core.metrics import C_KMS, classification_metrics, confusion_matrix, dv_kms, redshift_metrics
 
 
 def test_dv_kms_definition():

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from astrocnn.config import TaskConfig
-from astrocnn.metrics import dv_kms
+from astrocnn.core.config import TaskConfig
+from astrocnn.core.metrics import dv_kms
 from astrocnn.models import CNN, CNNConfig, FFTConv1d, Network, fft_conv1d, he_uniform_
 from astrocnn.tasks import make_task
 

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from astrocnn.errors import RejectedSpectrum
+from astrocnn.core.errors import RejectedSpectrum
 from astrocnn.spectra.grid import PAPER_GRID, LogLambdaGrid
 from astrocnn.spectra.masks import DEFAULT_BAD_PIXEL_BITS, SpPixMask
-from astrocnn.spectra.preprocess import PreprocessConfig, _edges, preprocess, resample
+from astrocnn.spectra.preprocess import PreprocessConfig, pixel_edges, preprocess, rebin
 from astrocnn.spectra.spectrum import Spectrum
 
 BOSS_LOGLAM = np.arange(35530, 40170) * 1e-4  # BOSS native sampling, 1e-4 dex
@@ -24,7 +24,7 @@ def test_paper_grid_numbers():
 
 def brute_force_resample(loglam, flux, ivar, grid):
     """Reference: explicit overlap matrix a_ij = |native_i ∩ grid_j| / |grid_j|."""
-    e, ge = _edges(loglam), grid.edges
+    e, ge = pixel_edges(loglam), grid.edges
     lo = np.maximum(e[:-1, None], ge[None, :-1])
     hi = np.minimum(e[1:, None], ge[None, 1:])
     a = np.clip(hi - lo, 0, None) / grid.step
@@ -39,7 +39,7 @@ def test_resample_matches_brute_force_on_irregular_sampling():
     loglam = np.sort(rng.uniform(np.log10(3990), np.log10(4300), 300))
     flux = rng.normal(size=300)
     ivar = rng.uniform(0, 2, size=300) * (rng.random(300) > 0.1)
-    f, iv, _ = resample(loglam, flux, ivar, grid)
+    f, iv, _ = rebin(loglam, flux, ivar, grid)
     f_ref, iv_ref = brute_force_resample(loglam, flux, ivar, grid)
     np.testing.assert_allclose(iv, iv_ref, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(f, f_ref, rtol=1e-8, atol=1e-9)
@@ -51,13 +51,13 @@ def test_resample_is_identity_on_the_same_grid_and_conserves_flux_density():
     g = PAPER_GRID
     rng = np.random.default_rng(2)
     flux, ivar = rng.normal(size=g.n), rng.uniform(0.5, 2, size=g.n)
-    f, iv, frac = resample(g.loglam, flux, ivar, g)
+    f, iv, frac = rebin(g.loglam, flux, ivar, g)
     np.testing.assert_allclose(f, flux, atol=1e-9)
     np.testing.assert_allclose(iv, ivar, rtol=1e-9)
     assert frac.min() == pytest.approx(1.0)
     # a smooth spectrum sampled at the BOSS step keeps its shape (flux density, not counts)
     smooth = 3 + np.sin(BOSS_LOGLAM * 200)
-    f2, _, _ = resample(BOSS_LOGLAM, smooth, np.ones_like(smooth), g)
+    f2, _, _ = rebin(BOSS_LOGLAM, smooth, np.ones_like(smooth), g)
     np.testing.assert_allclose(f2[10:-10], 3 + np.sin(g.loglam[10:-10] * 200), atol=2e-3)
 
 
@@ -67,7 +67,7 @@ def test_inverse_variance_weighting_of_two_pixels():
     loglam = np.array([3.6 - 0.5e-4, 3.6 + 0.5e-4, 3.6002 - 0.5e-4, 3.6002 + 0.5e-4])
     flux = np.array([1.0, 4.0, 2.0, 2.0])
     ivar = np.array([3.0, 1.0, 1.0, 0.0])
-    f, iv, frac = resample(loglam, flux, ivar, grid)
+    f, iv, frac = rebin(loglam, flux, ivar, grid)
     assert f[0] == pytest.approx((3 * 1 + 1 * 4) / 4)
     assert iv[0] == pytest.approx(0.5 * 3 + 0.5 * 1)
     assert f[1] == pytest.approx(2.0) and frac[1] == pytest.approx(0.5)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astrocnn.cli import main
-from astrocnn.errors import OutputError
+from astrocnn.apps.cli import main
+from astrocnn.core.errors import OutputError
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 BAD = TEST_DATA / "sdss-bad"
@@ -74,7 +74,7 @@ def last_error_line(err: str) -> str:
 
 def interrupt_after(monkeypatch, n_parts: int) -> None:
     """Raise KeyboardInterrupt (what Ctrl-C does) when the part after the first ``n_parts`` is finished."""
-    from astrocnn import parts
+    from astrocnn.core import parts
 
     original = parts.Parts.write
     calls = {"n": 0}
@@ -137,13 +137,13 @@ def test_prepare_sdss_interrupted_by_ctrl_c_resumes_to_the_same_bytes(survey, tm
 
 KILL_DRIVER = """
 import sys, time
-import astrocnn.spectra.pipeline as pipeline
-original = pipeline._prepare_chunk
+import astrocnn.spectra.prepare as pipeline
+original = pipeline.prepare_files
 def slow(job):
     time.sleep(0.4)  # slow enough to be killed part-way
     return original(job)
-pipeline._prepare_chunk = slow
-from astrocnn.cli import main
+pipeline.prepare_files = slow
+from astrocnn.apps.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -290,7 +290,7 @@ def test_prepare_g2net_interrupted_resumes_to_the_same_bytes(tmp_path, monkeypat
     rejects = read_csv(tmp_path / "out.rejects.csv")
     assert [Path(r["input"]).name for r in rejects] == ["0000000005.npy"] and "shape" in rejects[0]["reason"]
     assert (tmp_path / "out.rejects.csv").read_bytes() == (tmp_path / "ref.rejects.csv").read_bytes()
-    from astrocnn.gw.store import StrainSet
+    from astrocnn.gw.dataset import StrainSet
 
     assert len(StrainSet(out)) == 11 and not (tmp_path / "out.h5.parts").exists()
     # up to date: nothing to do
@@ -316,8 +316,8 @@ def runs(tmp_path_factory):
     """An untrained classify run and an untrained detect run, written as training writes them."""
     import torch
 
-    from astrocnn.config import default_config
-    from astrocnn.gw.transforms import GwPreprocess, Whitener
+    from astrocnn.core.config import default_config
+    from astrocnn.gw.whitening import GwPreprocess, Whitener
     from astrocnn.spectra.grid import PAPER_GRID
     from astrocnn.spectra.preprocess import PreprocessConfig
     from astrocnn.train import build_network, save_weights
@@ -400,8 +400,8 @@ def test_prepare_sdss_file_too_large_keeps_old_output_and_resumes(survey, tmp_pa
     out = tmp_path / "out.h5"
     assert main(["-q", *prepare_args(survey, out)]) == 0
     old = sha(out), sha(tmp_path / "out.rejects.csv")
-    # new settings; the parts (~150 kB each) fit under 1 MB, the merged set (~9.6 MB of HDF5 chunks) does not
-    with file_size_limit(1_000_000):
+    # new settings; the parts (at most ~160 kB each) fit under 400 kB, the merged set (~660 kB) does not
+    with file_size_limit(400_000):
         code = main(["-q", *prepare_args(survey, out, "--min-coverage", "0.4")])
     assert code == 2
     err = capsys.readouterr().err
@@ -454,9 +454,9 @@ def test_predict_csv_file_too_large_keeps_old_predictions(runs, tmp_path, capsys
 
 
 def test_training_outputs_file_too_large(runs, tmp_path):
-    """The writes training makes through astrocnn.io (weights, metrics, history, config) fail cleanly."""
-    from astrocnn.config import RunConfig
-    from astrocnn.io import write_text_atomic
+    """The writes training makes through astrocnn.core.io (weights, metrics, history, config) fail cleanly."""
+    from astrocnn.core.config import RunConfig
+    from astrocnn.core.io import write_text_atomic
     from astrocnn.train import load_run, save_weights
 
     network, _, config = load_run(runs / "classify")
@@ -476,7 +476,7 @@ def test_training_outputs_file_too_large(runs, tmp_path):
     assert {p.name: sha(p) for p in run.iterdir()} == before and leftovers(tmp_path) == []
 
 
-CLI = "import sys; from astrocnn.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = "import sys; from astrocnn.apps.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def test_prepare_sdss_in_a_real_process_under_a_file_size_limit(survey, tmp_path):
@@ -484,7 +484,7 @@ def test_prepare_sdss_in_a_real_process_under_a_file_size_limit(survey, tmp_path
     the process with SIGSEGV after a failed write; astrocnn never lets a write error reach it.)"""
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
     out = tmp_path / "out.h5"
     r = subprocess.run([sys.executable, "-c", CLI, "-q", *prepare_args(survey, out)], preexec_fn=limit,
@@ -498,7 +498,7 @@ def test_prepare_sdss_in_a_real_process_under_a_file_size_limit(survey, tmp_path
 NAMESPACE_DRIVER = r"""
 import contextlib, hashlib, io, json, os, shutil, sys
 from pathlib import Path
-from astrocnn.cli import main
+from astrocnn.apps.cli import main
 
 full, ro, survey, bad, ref = map(Path, sys.argv[1:6])
 result = {}
@@ -547,7 +547,8 @@ def _namespace_prefix(probe_dir: Path) -> list[str] | None:
 
 
 def test_prepare_sdss_on_a_full_disk_and_a_read_only_file_system(survey, tmp_path):
-    """A real ENOSPC (a 12 MB tmpfs holding the old 9.6 MB set) and a real EROFS (a read-only tmpfs), in a
+    """A real ENOSPC (a tmpfs of 2.3 times the old set it holds: room for the parts, not for the merged new
+    set beside them) and a real EROFS (a read-only tmpfs), in a
     private mount namespace; skipped where tmpfs cannot be mounted (no user namespaces)."""
     full, ro = tmp_path / "full", tmp_path / "ro"
     full.mkdir()
@@ -555,7 +556,7 @@ def test_prepare_sdss_on_a_full_disk_and_a_read_only_file_system(survey, tmp_pat
     prefix = _namespace_prefix(full)
     if prefix is None:
         pytest.skip("cannot mount a tmpfs here (no unprivileged user/mount namespaces)")
-    size = (survey / "ref" / "ref.h5").stat().st_size + 2 * 2**20
+    size = int(2.3 * (survey / "ref" / "ref.h5").stat().st_size)
     script = (f"mount -t tmpfs -o size={size} none {full} && mount -t tmpfs -o ro,size=64k none {ro} && "
               f'exec {sys.executable} -c "$0" "$@"')
     r = subprocess.run([*prefix, "sh", "-c", script, NAMESPACE_DRIVER, str(full), str(ro), str(survey / "sdss"),
@@ -632,7 +633,7 @@ def test_hdf5_writers_fail_cleanly_wherever_the_file_size_limit_falls(tmp_path):
     enough, a complete file."""
     from astrocnn.spectra.grid import LogLambdaGrid
     from astrocnn.spectra.preprocess import Prepared
-    from astrocnn.store import PreparedSet, PreparedWriter
+    from astrocnn.spectra.dataset import SpectraSet, SpectraWriter
 
     grid = LogLambdaGrid(4000.0, 4400.0, 300)
     rng = np.random.default_rng(0)
@@ -644,7 +645,7 @@ def test_hdf5_writers_fail_cleanly_wherever_the_file_size_limit_falls(tmp_path):
         out = tmp_path / "x.h5"
         try:
             with file_size_limit(limit):
-                with PreparedWriter(out, grid, chunk_rows=16, truth_columns={"note": "U", "v": "f"}) as w:
+                with SpectraWriter(out, grid, chunk_rows=16, truth_columns={"note": "U", "v": "f"}) as w:
                     for i, p in enumerate(rows):
                         w.append(p, id=f"obj-{i}-" + "x" * (i % 40), z=0.1, cls="qso", truth={"note": "n" * i, "v": i})
         except OutputError as exc:
@@ -652,7 +653,7 @@ def test_hdf5_writers_fail_cleanly_wherever_the_file_size_limit_falls(tmp_path):
             assert not out.exists()
             outcomes["refused"] += 1
         else:
-            assert len(PreparedSet(out)) == 60
+            assert len(SpectraSet(out)) == 60
             out.unlink()
             outcomes["written"] += 1
         assert leftovers(tmp_path) == []

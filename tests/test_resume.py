@@ -22,11 +22,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import astrocnn.train as T
-from astrocnn.cli import main
-from astrocnn.config import RunConfig
-from astrocnn.errors import InputError
-from astrocnn.resume import load_state, read_state_header, tensor_files, verify_state
+import astrocnn.train.callbacks as T
+from astrocnn.apps.cli import main
+from astrocnn.core.config import RunConfig
+from astrocnn.core.errors import InputError
+from astrocnn.train.resume import load_state, read_state_header, tensor_files, verify_state
 from astrocnn.train import RESUME_FILE, load_run, read_history, train
 
 from test_train import make_set, tiny_config
@@ -87,7 +87,7 @@ def assert_no_debris(run):
 
 
 def _cli(args, **kw):
-    cmd = [sys.executable, "-m", "astrocnn.cli", "-q", "train", "redshift", *map(str, args)]
+    cmd = [sys.executable, "-m", "astrocnn.apps.cli", "-q", "train", "redshift", *map(str, args)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -434,9 +434,9 @@ def test_resume_refuses_damaged_state(tiny_set, crashed, how, message):
 
 
 def test_new_run_in_the_folder_discards_the_old_state(tiny_set, crashed):
-    """Training without --resume into a folder with a saved state starts afresh and leaves no old state."""
+    """Training with --force into a folder with a saved state starts afresh and leaves no old state."""
     old_id = read_state_header(crashed / RESUME_FILE)["state_id"]
-    train("redshift", tiny_set, crashed, tiny_config("redshift", max_epochs=1))
+    train("redshift", tiny_set, crashed, tiny_config("redshift", max_epochs=1), force=True)
     assert read_state_header(crashed / RESUME_FILE)["state_id"] != old_id
     assert read_state_header(crashed / RESUME_FILE)["epoch"] == 0
     assert_no_debris(crashed)

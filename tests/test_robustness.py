@@ -15,16 +15,16 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from astrocnn.cli import main
-from astrocnn.errors import InputError, OutputError, RejectedSpectrum
+from astrocnn.apps.cli import main
+from astrocnn.core.errors import InputError, OutputError, RejectedSpectrum
 from astrocnn.gw.readers import load_g2net_sample, read_gwosc
-from astrocnn.io import atomic_path
+from astrocnn.core.io import atomic_path
 from astrocnn.spectra.catalog import join_catalog, read_catalog, write_catalog
 from astrocnn.spectra.grid import LogLambdaGrid
-from astrocnn.spectra.preprocess import PreprocessConfig, _edges, preprocess, resample
+from astrocnn.spectra.preprocess import PreprocessConfig, pixel_edges, preprocess, rebin
 from astrocnn.spectra.sdss import read_spectrum
 from astrocnn.spectra.spectrum import Spectrum
-from astrocnn.store import PreparedSet, PreparedWriter
+from astrocnn.spectra.dataset import SpectraSet, SpectraWriter
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 FIXTURES = TEST_DATA / "sdss"
@@ -59,8 +59,8 @@ def test_resample_zero_ivar_pixels_never_matter(seed, n, frac_zero, junk):
     ivar = rng.uniform(0.1, 3.0, n) * (rng.random(n) >= frac_zero)
     changed = flux.copy()
     changed[ivar == 0] = junk
-    a_flux, a_ivar, a_frac = resample(loglam, flux, ivar, SMALL_GRID)
-    b_flux, b_ivar, b_frac = resample(loglam, changed, ivar, SMALL_GRID)
+    a_flux, a_ivar, a_frac = rebin(loglam, flux, ivar, SMALL_GRID)
+    b_flux, b_ivar, b_frac = rebin(loglam, changed, ivar, SMALL_GRID)
     np.testing.assert_allclose(b_flux, a_flux, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(b_ivar, a_ivar)
     np.testing.assert_array_equal(b_frac, a_frac)
@@ -73,12 +73,12 @@ def test_resample_scaling_ivar_scales_grid_ivar_and_keeps_flux(seed, n, scale):
     loglam = _native(seed, n, np.log10(3950), np.log10(4450))
     flux = rng.normal(size=n) * 10
     ivar = rng.uniform(0.0, 3.0, n)
-    f1, iv1, fr1 = resample(loglam, flux, ivar, SMALL_GRID)
-    f2, iv2, fr2 = resample(loglam, flux, 2 * ivar, SMALL_GRID)
+    f1, iv1, fr1 = rebin(loglam, flux, ivar, SMALL_GRID)
+    f2, iv2, fr2 = rebin(loglam, flux, 2 * ivar, SMALL_GRID)
     np.testing.assert_allclose(iv2, 2 * iv1, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(f2, f1, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(fr2, fr1)
-    f3, iv3, _ = resample(loglam, flux, scale * ivar, SMALL_GRID)
+    f3, iv3, _ = rebin(loglam, flux, scale * ivar, SMALL_GRID)
     np.testing.assert_allclose(iv3, scale * iv1, rtol=1e-9, atol=1e-12 * scale)
     np.testing.assert_allclose(f3, f1, rtol=1e-9, atol=1e-9)
 
@@ -94,10 +94,10 @@ def test_resample_conserves_total_inverse_variance_on_a_coarser_covering_grid(se
     lo, hi = lo_edge + (0.01 + margin / 3) * span, hi_edge - (0.01 + margin / 3) * span
     n = max(n, int(3 * (hi - lo) / g.step))
     loglam = _native(seed, n, lo, hi)
-    edges = _edges(loglam)
+    edges = pixel_edges(loglam)
     assert edges[0] > lo_edge and edges[-1] < hi_edge
     ivar = rng.uniform(0.0, 5.0, n) * (rng.random(n) > 0.2)
-    _, g_ivar, _ = resample(loglam, rng.normal(size=n), ivar, g)
+    _, g_ivar, _ = rebin(loglam, rng.normal(size=n), ivar, g)
     total_native = float(np.sum(ivar * np.diff(edges)))
     total_grid = float(np.sum(g_ivar) * g.step)
     assert total_grid == pytest.approx(total_native, rel=1e-9, abs=1e-15)
@@ -257,7 +257,7 @@ def _write_prepared(path):
     rng = np.random.default_rng(6)
     from astrocnn.spectra.preprocess import Prepared
 
-    with PreparedWriter(path, grid, source="fuzz", seed=1, chunk_rows=4) as w:
+    with SpectraWriter(path, grid, source="fuzz", seed=1, chunk_rows=4) as w:
         for i in range(6):
             p = Prepared(flux=rng.normal(size=32).astype(np.float32), ivar=np.ones(32, np.float32),
                          coverage=1.0, snr=3.0, mean=1.0, std=2.0)
@@ -267,8 +267,8 @@ def _write_prepared(path):
 def test_fuzz_prepared_set(tmp_path):
     good = tmp_path / "good.h5"
     _write_prepared(good)
-    assert len(PreparedSet(good)) == 6
-    cases, rejected = _fuzz(PreparedSet, good.read_bytes(), tmp_path / "set.h5", seed=6, header_span=2048,
+    assert len(SpectraSet(good)) == 6
+    cases, rejected = _fuzz(SpectraSet, good.read_bytes(), tmp_path / "set.h5", seed=6, header_span=2048,
                             n_each=30)
     assert cases >= 60 and rejected > 0
 
@@ -406,7 +406,7 @@ def test_output_under_a_regular_file_is_an_output_error(tmp_path):
             pass
     _one_line_naming(info.value, "out.h5")
     with pytest.raises(OutputError) as info:
-        PreparedWriter(blocker / "sub" / "set.h5", LogLambdaGrid(4000.0, 4400.0, 8))
+        SpectraWriter(blocker / "sub" / "set.h5", LogLambdaGrid(4000.0, 4400.0, 8))
     _one_line_naming(info.value, "set.h5")
     assert blocker.read_text() == "I am a file"
 
@@ -443,6 +443,6 @@ def test_prepared_set_bad_files(tmp_path):
     (tmp_path / "empty.h5").write_bytes(b"")
     for name in ("other.h5", "future.h5", "noid.h5", "text.h5", "empty.h5", "missing.h5"):
         with pytest.raises(InputError) as info:
-            PreparedSet(tmp_path / name)
+            SpectraSet(tmp_path / name)
         _one_line_naming(info.value, name)
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from astrocnn.errors import InputError
+from astrocnn.core.errors import InputError
 from astrocnn.spectra.catalog import join_catalog, read_catalog, write_catalog
 from astrocnn.spectra.masks import DEFAULT_BAD_PIXEL_BITS, SpPixMask
 from astrocnn.spectra.sdss import (

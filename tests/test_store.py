@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from astrocnn.errors import InputError
+from astrocnn.core.errors import InputError
 from astrocnn.spectra.grid import LogLambdaGrid
 from astrocnn.spectra.preprocess import Prepared, PreprocessConfig
-from astrocnn.store import PreparedSet, PreparedWriter
+from astrocnn.spectra.dataset import SpectraSet, SpectraWriter
 
 GRID = LogLambdaGrid(4000, 5000, 50)
 
@@ -16,7 +16,7 @@ def prepared(i):
 
 
 def write(path, n, chunk_rows=7):
-    with PreparedWriter(path, GRID, source="unit-test", seed=5, chunk_rows=chunk_rows,
+    with SpectraWriter(path, GRID, source="unit-test", seed=5, chunk_rows=chunk_rows,
                         preprocess=PreprocessConfig(min_coverage=0.3),
                         truth_columns={"bal": "b", "sample": "U", "n_dla": "i", "alpha": "f"}) as w:
         for i in range(n):
@@ -26,7 +26,7 @@ def write(path, n, chunk_rows=7):
 
 
 def test_round_trip(tmp_path):
-    ds = PreparedSet(write(tmp_path / "set.h5", 23))
+    ds = SpectraSet(write(tmp_path / "set.h5", 23))
     assert len(ds) == 23 and ds.grid == GRID and ds.attrs["source"] == "unit-test" and ds.attrs["seed"] == 5
     assert ds.preprocess.min_coverage == 0.3
     assert list(ds.class_names) == ["qso", "galaxy", "star"]
@@ -47,14 +47,14 @@ def test_round_trip(tmp_path):
 def test_failed_write_leaves_no_file(tmp_path):
     out = tmp_path / "set.h5"
     with pytest.raises(RuntimeError):
-        with PreparedWriter(out, GRID) as w:
+        with SpectraWriter(out, GRID) as w:
             w.append(prepared(0), id="a")
             raise RuntimeError("interrupted")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_wrong_shape_is_refused(tmp_path):
-    with PreparedWriter(tmp_path / "x.h5", GRID) as w:
+    with SpectraWriter(tmp_path / "x.h5", GRID) as w:
         bad = Prepared(np.zeros(3, np.float32), np.zeros(3, np.float32), 1, 1, 0, 1)
         with pytest.raises(ValueError, match="grid has 50 pixels"):
             w.append(bad, id="a")
@@ -64,20 +64,20 @@ def test_not_a_prepared_set(tmp_path):
     p = tmp_path / "junk.h5"
     p.write_bytes(b"not hdf5 at all")
     with pytest.raises(InputError, match=r"junk\.h5: not a readable HDF5"):
-        PreparedSet(p)
+        SpectraSet(p)
     with pytest.raises(InputError, match="no such file"):
-        PreparedSet(tmp_path / "missing.h5")
+        SpectraSet(tmp_path / "missing.h5")
     import h5py
     with h5py.File(tmp_path / "other.h5", "w") as h5:
         h5["x"] = [1]
     with pytest.raises(InputError, match="not an astrocnn prepared set"):
-        PreparedSet(tmp_path / "other.h5")
+        SpectraSet(tmp_path / "other.h5")
 
 
 def test_input_errors_survive_pickling_between_processes():
     import pickle
 
-    from astrocnn.errors import RejectedSpectrum
+    from astrocnn.core.errors import RejectedSpectrum
 
     for err in (InputError("a.fits", "truncated"), RejectedSpectrum("b.fits", "only 5% of the grid has data")):
         back = pickle.loads(pickle.dumps(err))

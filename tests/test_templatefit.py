@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrocnn.metrics import dv_kms
+from astrocnn.core.metrics import dv_kms
 from astrocnn.spectra.grid import LogLambdaGrid
 from astrocnn.spectra.templatefit import (
     ZW_NODATA,
@@ -168,11 +168,11 @@ def test_single_precision_and_empty_spectra(templates, toy_set):
 def test_prepared_set_round_trip(toy_set, tmp_path):
     """build_templates and evaluate_templatefit read prepared sets (labels, class filter, grid)."""
     from astrocnn.spectra.preprocess import Prepared
-    from astrocnn.store import PreparedWriter
+    from astrocnn.spectra.dataset import SpectraWriter
 
     flux, ivar, z = toy_set
     path = tmp_path / "toy.h5"
-    with PreparedWriter(path, GRID, source="test") as wr:
+    with SpectraWriter(path, GRID, source="test") as wr:
         for i in range(len(z)):
             cls = "star" if i % 50 == 7 else "qso"   # non-quasars are left out of both
             wr.append(Prepared(flux=flux[i], ivar=ivar[i], coverage=1.0, snr=20.0, mean=0.0, std=1.0),
@@ -190,13 +190,13 @@ def test_cli_baseline_redshift(toy_set, tmp_path, capsys):
     exists, and without either says so in one line."""
     import json
 
-    from astrocnn.cli import main
+    from astrocnn.apps.cli import main
     from astrocnn.spectra.preprocess import Prepared
-    from astrocnn.store import PreparedWriter
+    from astrocnn.spectra.dataset import SpectraWriter
 
     flux, ivar, z = toy_set
     path = tmp_path / "toy.h5"
-    with PreparedWriter(path, GRID, source="test") as wr:
+    with SpectraWriter(path, GRID, source="test") as wr:
         for i in range(len(z)):
             wr.append(Prepared(flux=flux[i], ivar=ivar[i], coverage=1.0, snr=20.0, mean=0.0, std=1.0),
                       id=f"toy{i}", z=float(z[i]), cls="qso")

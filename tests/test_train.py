@@ -7,18 +7,18 @@ import pytest
 import torch
 import yaml
 
-from astrocnn.config import RunConfig, default_config
-from astrocnn.data import PAD, BatchSampler, split_rows
-from astrocnn.errors import InputError
+from astrocnn.core.config import RunConfig, default_config
+from astrocnn.train.loader import PAD, BatchSampler, split_rows
+from astrocnn.core.errors import InputError
 from astrocnn.spectra.grid import LogLambdaGrid
 from astrocnn.spectra.preprocess import Prepared
-from astrocnn.store import PreparedSet, PreparedWriter
+from astrocnn.spectra.dataset import SpectraSet, SpectraWriter
 from astrocnn.tasks import make_task
 from astrocnn.train import (
     build_network,
     evaluate,
     load_run,
-    predict,
+    predict_set,
     predict_arrays,
     read_history,
     save_weights,
@@ -35,7 +35,7 @@ def make_set(path, n=900, n_pix=N_PIX, seed=0, noise=0.3):
     grid = LogLambdaGrid(3600.0, 10325.0, n_pix)
     rng = np.random.default_rng(seed)
     loglam = grid.loglam
-    with PreparedWriter(path, grid, source="test", seed=seed) as w:
+    with SpectraWriter(path, grid, source="test", seed=seed) as w:
         for i in range(n):
             cls = ("qso", "galaxy", "star")[i % 3]
             z = rng.uniform(0.05, 3.0) if cls != "star" else rng.normal(0.0, 1e-3)
@@ -105,7 +105,7 @@ def test_distributed_batches_are_the_single_process_batches():
 
 
 def test_two_and_three_class_selection(tiny_set):
-    store = PreparedSet(tiny_set)
+    store = SpectraSet(tiny_set)
     two = make_task(default_config("classify").task)
     three = make_task(default_config("classify", task={"classes": ["qso", "galaxy", "star"]}).task)
     star = store.class_names.index("star")
@@ -155,13 +155,13 @@ def test_checkpoint_is_safe_and_reproduces_predictions(redshift_run, tiny_set, t
     # save -> load -> identical predictions
     save_weights(network, config, tmp_path / "copy.safetensors")
     again, _, _ = load_run(tmp_path / "copy.safetensors")
-    store = PreparedSet(tiny_set)
+    store = SpectraSet(tiny_set)
     flux = store.read(np.arange(64))["flux"]
     with torch.inference_mode():
         ref = task.decode(network(torch.from_numpy(flux)[:, None]))["z"].numpy()
     for source in (out, tmp_path / "copy.safetensors"):
         np.testing.assert_array_equal(predict_arrays(source, flux)["z"], ref)
-    np.testing.assert_array_equal(predict(out, tiny_set)["z"][:64], ref)
+    np.testing.assert_array_equal(predict_set(out, tiny_set)["z"][:64], ref)
     # evaluating the run on its own test split gives the scores training wrote
     written = json.loads((out / "metrics.json").read_text())["test"]
     _assert_same_scores(evaluate(out, tiny_set, split="test"), written)
@@ -205,11 +205,9 @@ def test_refuses_other_grid_task_and_files(redshift_run, tmp_path):
         evaluate(out, other)
     with pytest.raises(InputError, match="pixels"):
         predict_arrays(out, np.zeros((2, 400), np.float32))
-    from astrocnn.train import check_compatible
-
     network, task, config = load_run(out)
-    with pytest.raises(InputError, match="trained for 'redshift', not 'classify'"):
-        check_compatible(config, PreparedSet(other), task="classify")
+    with pytest.raises(InputError, match="other.h5: spectra are on grid 3600-10325 A with 400 pixels"):
+        task.check_compatible(config, SpectraSet(other))
     with pytest.raises(InputError, match="no such run folder"):
         load_run(tmp_path / "missing")
     bad = tmp_path / "bad.safetensors"
@@ -225,7 +223,7 @@ def test_classification_run(tiny_set, tmp_path):
     assert m["confusion"]["classes"] == ["qso", "galaxy"]
     assert m["n"] == 60 and m["accuracy"] > 0.9
     assert (tmp_path / "c" / "confusion.png").is_file()
-    out = predict(tmp_path / "c", tiny_set)
+    out = predict_set(tmp_path / "c", tiny_set)
     assert out["prob"].shape == (900, 2) and set(out["class"]) <= {"qso", "galaxy"}
 
 
@@ -249,7 +247,7 @@ def test_best_weights_are_kept(tiny_set, tmp_path):
     hist = read_history(out)
     with np.load(out / "split.npz") as npz:
         val = npz["val"]
-    store = PreparedSet(tiny_set)
+    store = SpectraSet(tiny_set)
     batch = store.read(val)
     for which, expected in (("best", np.nanmin(hist["val_loss"])), ("last", hist["val_loss"][-1])):
         network, task, _ = load_run(out, which)
@@ -276,7 +274,7 @@ def _train_two_processes(data, out, cfg, tmp_path):
 
     cfg_path = tmp_path / "ddp.yaml"
     cfg.save(cfg_path)
-    cmd = [sys.executable, "-m", "astrocnn.cli", "train", "redshift", "--data", str(data), "--out", str(out),
+    cmd = [sys.executable, "-m", "astrocnn.apps.cli", "train", "redshift", "--data", str(data), "--out", str(out),
            "--config", str(cfg_path), "--devices", "2", "--accelerator", "cpu"]
     for attempt in (1, 2):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -1,16 +1,22 @@
-"""Gravitational-wave strain: G2Net-like simulation, readers, whitening, prepared sets, matched-filter reference.
+"""Gravitational-wave strain: G2Net-like simulation, readers, whitening, prepared strain sets, the
+matched-filter reference and figures.
 
-A strain sample is ``strain`` of shape (3, 4096): H1, L1, V1, 2 s at ``sample_rate`` = 2048 Hz.
+Domain layer, on the core (:mod:`astrocnn.core`); it knows nothing of spectra, tasks or training. A strain
+sample is ``strain`` of shape (3, 4096): H1, L1, V1, 2 s at ``sample_rate`` = 2048 Hz. Where data flow: a
+G2Net ``.npy`` sample or a GWOSC file (:mod:`~astrocnn.gw.readers`) -> whitened, band-passed and normalised
+(:mod:`~astrocnn.gw.whitening`) -> rows of a :class:`~astrocnn.gw.dataset.StrainSet`
+(:func:`~astrocnn.gw.prepare.prepare_g2net`).
 
-    from astrocnn.gw.simulate import simulate_g2net, simulate_sample      # needs lalsuite
+    from astrocnn.gw.simulate import simulate_g2net, simulate_sample      # needs lalsuite (the gw extra)
     from astrocnn.gw.readers import read_g2net, load_g2net_sample, read_gwosc, gwosc_network
-    from astrocnn.gw.transforms import Whitener, Normalize, whiten_long_segment, sliding_windows
-    from astrocnn.gw.store import prepare_g2net, StrainSet
-    from astrocnn.gw.matched_filter import make_template_bank, matched_filter_scores, baseline_metrics
-    from astrocnn.gw.roc import roc_auc, roc_curve, tpr_at_fpr, bootstrap_auc
-    from astrocnn.gw.apply import predict_gwosc, predict_g2net_dir                 # score raw strain with a run
+    from astrocnn.gw.whitening import Whitener, Normalize, whiten_long_segment, sliding_windows
+    from astrocnn.gw.prepare import prepare_g2net
+    from astrocnn.gw.dataset import StrainSet
+    from astrocnn.gw.matched_filter import make_template_bank, matched_filter_scores
+    from astrocnn.gw.baseline import baseline_metrics
 
-The submodules are imported on demand: readers, transforms, store and roc work without lalsuite.
+Scoring raw strain with a trained run is an application: :mod:`astrocnn.apps.gwscan`. The submodules are
+imported on demand; only the simulator and the template bank need lalsuite.
 """
 DETECTORS = ("H1", "L1", "V1")
 SAMPLE_RATE = 2048.0

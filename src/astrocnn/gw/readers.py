@@ -1,7 +1,7 @@
 """Readers for gravitational-wave strain: Kaggle's G2Net layout, GWOSC HDF5 files, LDAS-style HDF5.
 
 Each reader turns a file into arrays; nothing downstream sees HDF5 attributes or mask bits. Bad input raises
-:class:`~astrocnn.errors.InputError` with one line naming the file and the problem.
+:class:`~astrocnn.core.errors.InputError` with one line naming the file and the problem.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import csv
 import logging
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from ..errors import InputError
+from astrocnn.core.errors import InputError
+from astrocnn.gw.simulate import simulate_noise
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,35 @@ def load_g2net_sample(path: str | os.PathLike) -> np.ndarray:
     if not np.isfinite(strain).all():
         raise InputError(path, f"strain has {int((~np.isfinite(strain)).sum())} NaN/inf values")
     return strain
+
+
+def _try_load(path: Path) -> np.ndarray | InputError:
+    try:
+        return load_g2net_sample(path)
+    except InputError as exc:
+        return exc
+
+
+def load_g2net_samples(paths: Sequence[str | os.PathLike], workers: int = 1, on_error: str = "fail"
+                       ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
+    """Load samples on ``workers`` threads, keeping the readable ones: ``(strain (k, 3, 4096) float64 of the
+    good ones, their positions in paths, [(position, problem)] of the bad ones)``. With ``on_error="fail"``
+    the first bad one raises :class:`InputError`."""
+    if workers <= 1 or len(paths) < 2:
+        loaded = [_try_load(Path(p)) for p in paths]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            loaded = list(pool.map(_try_load, map(Path, paths)))
+    good, bad = [], []
+    for i, x in enumerate(loaded):
+        if isinstance(x, InputError):
+            if on_error == "fail":
+                raise x
+            bad.append((i, x.problem))
+        else:
+            good.append(i)
+    rows = np.stack([loaded[i] for i in good]) if good else np.zeros((0,) + G2NET_SHAPE)
+    return rows, good, bad
 
 
 def load_g2net_batch(paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -344,7 +375,7 @@ class NetworkStrain:
         return self.strain.shape[1] / self.sample_rate
 
 
-def resample(strain: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
+def resample_rate(strain: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
     """Anti-aliased polyphase resampling along the last axis (scipy.signal.resample_poly, Kaiser window)."""
     from scipy.signal import resample_poly
 
@@ -396,7 +427,7 @@ def gwosc_network(
             continue
         good = g.good_samples(require)
         x = np.where(good, g.strain, 0.0)
-        y = resample(x, g.sample_rate, sample_rate)
+        y = resample_rate(x, g.sample_rate, sample_rate)
         good_y = np.repeat(g.good_seconds(require), int(round(sample_rate)))[: len(y)]
         off = int(round((start - g.gps_start) * sample_rate))
         strain[k] = y[off: off + n]
@@ -410,8 +441,6 @@ def gwosc_network(
         if available[k]:
             continue
         if missing == "noise":
-            from .simulate import simulate_noise
-
             rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(k,)))
             strain[k] = simulate_noise(rng, n=n, sample_rate=sample_rate, detectors=(det,))[0]
             filled[k] = "noise"

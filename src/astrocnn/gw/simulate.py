@@ -32,17 +32,17 @@ import functools
 import json
 import logging
 import math
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..io import atomic_path, write_text_atomic
+from astrocnn.core.errors import require
+from astrocnn.core.io import atomic_path, write_text_atomic
+from astrocnn.core.parallel import map_ordered
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,9 @@ _DESIGN_CURVES = {
 
 
 def _lal():
-    try:
-        import lal
-        import lalsimulation
-    except ImportError as exc:  # pragma: no cover - lalsuite is an optional extra
-        raise ImportError("the GW simulator needs lalsuite: pip install 'astrocnn[gw]'") from exc
-    return lal, lalsimulation
+    """lal and lalsimulation (the optional ``gw`` extra): one line naming the extra when they are missing."""
+    return (require("lal", "gw", "simulating gravitational-wave strain"),
+            require("lalsimulation", "gw", "simulating gravitational-wave strain"))
 
 
 # ---------------------------------------------------------------------------------------------- detectors
@@ -547,19 +544,10 @@ def simulate_g2net(
     tasks = [(seed, lo, min(n, lo + chunk), out_dir, split, kwargs) for lo in range(0, n, chunk)]
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            rows.extend(_simulate_chunk(task))
-            log.info("simulated %d/%d samples", len(rows), n)
-    else:
-        # fork where there is one: spawn would re-import the caller's __main__, which breaks scripts without a
-        # main guard; the children only call lalsimulation and numpy, never torch's thread pools
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            for part in pool.map(_simulate_chunk, tasks):
-                rows.extend(part)
-                log.info("simulated %d/%d samples", len(rows), n)
+    _lal()  # a missing lalsuite is one line here, not a traceback from a worker process
+    for part in map_ordered(_simulate_chunk, tasks, workers):
+        rows.extend(part)
+        log.info("simulated %d/%d samples", len(rows), n)
     dt = time.perf_counter() - t0
     log.info("simulated %d samples in %.1f s (%.0f/s with %d worker(s))", n, dt, n / max(dt, 1e-9), workers)
 

@@ -1,7 +1,7 @@
 """Networks: the paper's 1D CNN, its output heads, and FFT convolution for long kernels."""
-from .cnn import CNN, CNNConfig, Network, he_uniform_
-from .fftconv import FFTConv1d, fft_conv1d
-from .heads import BinnedRegressionHead, ClassificationHead, RegressionHead
+from astrocnn.models.cnn import CNN, CNNConfig, Network, he_uniform_
+from astrocnn.models.fftconv import FFTConv1d, fft_conv1d
+from astrocnn.models.heads import BinnedRegressionHead, ClassificationHead, ScalarHead
 
 __all__ = [
     "CNN",
@@ -10,7 +10,7 @@ __all__ = [
     "he_uniform_",
     "FFTConv1d",
     "fft_conv1d",
-    "RegressionHead",
+    "ScalarHead",
     "ClassificationHead",
     "BinnedRegressionHead",
 ]

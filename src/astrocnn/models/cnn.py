@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .fftconv import FFTConv1d
+from astrocnn.models.fftconv import FFTConv1d
 
 NORMS = ("none", "batch", "group", "layer")
 ARCHS = ("plain", "resnet")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _fast_size(n: int) -> int:
+def fast_size(n: int) -> int:
     """Smallest integer >= ``n`` whose only prime factors are 2, 3 and 5 (fast FFT lengths)."""
     best = 1 << max(0, math.ceil(math.log2(max(n, 1))))
     p5 = 1
@@ -69,7 +69,7 @@ def fft_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: in
     if length < k:
         raise ValueError(f"input length {length} (after padding) is shorter than the kernel ({k})")
     n_out = length - k + 1
-    n = _fast_size(length)
+    n = fast_size(length)
     xf = torch.fft.rfft(x, n=n)  # (B, I, n_f)
     wf = torch.fft.rfft(weight, n=n)  # (O, I, n_f)
     yf = _mix(xf, wf)

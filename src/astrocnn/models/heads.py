@@ -1,6 +1,9 @@
 """Output heads: what the network's last layer computes from the feature vector.
 
-- :class:`RegressionHead` : the paper's redshift head, one linear output trained with MSE.
+Core layer (the models know no domain and no task; the tasks choose their head).
+
+- :class:`ScalarHead` : one linear output: the paper's redshift head (trained with MSE) and the
+  gravitational-wave detector's logit (trained with binary cross-entropy).
 - :class:`ClassificationHead` : the paper's classifier, ``n_classes`` outputs through ``LogSoftmax``.
 - :class:`BinnedRegressionHead` : our addition for redshifts: log-probabilities over fine bins of the
   target (trained with cross-entropy) plus, per bin, the offset of the target inside that bin (trained
@@ -13,7 +16,7 @@ import torch.nn as nn
 from torch import Tensor
 
 
-class RegressionHead(nn.Module):
+class ScalarHead(nn.Module):
     """``(batch, features) -> (batch,)``: one linear output."""
 
     def __init__(self, features: int):

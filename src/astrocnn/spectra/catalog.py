@@ -18,9 +18,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from .sdss import find_spec_files, parse_spec_filename, spec_filename, spec_id, write_hdul
-from .spectrum import class_from_sdss
+from astrocnn.core.errors import InputError
+from astrocnn.spectra.sdss import find_spec_files, parse_spec_filename, spec_filename, spec_id, write_hdul
+from astrocnn.spectra.spectrum import class_from_sdss
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The paper's preprocessing: resample onto the grid, then zero-mean normalise.
+"""The paper's preprocessing: rebin onto the grid, then zero-mean normalise.
 
 A spectrum on its own sampling becomes ``flux`` and ``ivar`` on a :class:`LogLambdaGrid`:
 
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import RejectedSpectrum
-from .grid import PAPER_GRID, LogLambdaGrid
-from .masks import DEFAULT_BAD_PIXEL_BITS
-from .spectrum import Spectrum
+from astrocnn.core.errors import RejectedSpectrum
+from astrocnn.spectra.grid import PAPER_GRID, LogLambdaGrid
+from astrocnn.spectra.masks import DEFAULT_BAD_PIXEL_BITS
+from astrocnn.spectra.spectrum import Spectrum
 
 #: Default minimum fraction of grid pixels with data for a spectrum to be kept.
 DEFAULT_MIN_COVERAGE = 0.5
@@ -59,13 +59,13 @@ class Prepared:
     std: float
 
 
-def _edges(loglam: np.ndarray) -> np.ndarray:
+def pixel_edges(loglam: np.ndarray) -> np.ndarray:
     """Pixel edges of a sampling given by its centres (midpoints; end pixels mirrored)."""
     mid = 0.5 * (loglam[1:] + loglam[:-1])
     return np.concatenate([[loglam[0] - (mid[0] - loglam[0])], mid, [loglam[-1] + (loglam[-1] - mid[-1])]])
 
 
-def resample(
+def rebin(
     loglam: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: LogLambdaGrid = PAPER_GRID
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse-variance weighted rebinning onto ``grid``.
@@ -81,7 +81,7 @@ def resample(
     loglam = np.asarray(loglam, dtype=np.float64)
     flux = np.asarray(flux, dtype=np.float64)
     ivar = np.asarray(ivar, dtype=np.float64)
-    edges = _edges(loglam)
+    edges = pixel_edges(loglam)
     width = np.diff(edges)
     valid = (ivar > 0).astype(np.float64)
     # cumulative integrals at native edges of the piecewise-constant densities
@@ -123,7 +123,7 @@ def preprocess(
     flux = np.where(ok, spectrum.flux, 0.0)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # values near float64's limits overflow here; the checks below reject what did not survive
-        g_flux, g_ivar, frac = resample(spectrum.loglam, flux, ivar, grid)
+        g_flux, g_ivar, frac = rebin(spectrum.loglam, flux, ivar, grid)
     # a grid pixel counts as covered when valid native pixels fill at least half of it
     valid = (g_ivar > 0) & (frac >= 0.5)
     coverage = float(valid.mean())
@@ -147,3 +147,15 @@ def preprocess(
     with np.errstate(over="ignore"):
         out_ivar = np.where(valid, np.clip(g_ivar * std**2, float(f32.tiny), float(f32.max)), 0.0).astype(np.float32)
     return Prepared(flux=out_flux, ivar=out_ivar, coverage=coverage, snr=snr, mean=mean, std=std)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """A grid and the preprocessing settings: how a spectrum file becomes a network input. A run keeps its
+    own, so new files are treated exactly as its training set was (see :func:`preprocess`)."""
+
+    grid: LogLambdaGrid = PAPER_GRID
+    config: PreprocessConfig = PreprocessConfig()
+
+    def __call__(self, spectrum: Spectrum) -> Prepared:
+        return preprocess(spectrum, self.grid, self.config)

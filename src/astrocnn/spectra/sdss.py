@@ -33,9 +33,9 @@ from typing import Any, BinaryIO, Iterable
 
 import numpy as np
 
-from ..errors import InputError
-from ..io import atomic_path
-from .spectrum import Spectrum, class_from_sdss
+from astrocnn.core.errors import InputError
+from astrocnn.core.io import atomic_path
+from astrocnn.spectra.spectrum import Spectrum, class_from_sdss
 
 log = logging.getLogger(__name__)
 

@@ -87,8 +87,11 @@ import scipy.fft as sfft
 from numpy.polynomial import legendre
 from scipy.ndimage import gaussian_filter1d
 
-from ..metrics import C_KMS, redshift_metrics
-from .grid import PAPER_GRID, LogLambdaGrid
+from astrocnn.core.errors import InputError
+from astrocnn.core.io import atomic_path
+from astrocnn.core.metrics import C_KMS, redshift_metrics
+from astrocnn.spectra.dataset import SpectraSet
+from astrocnn.spectra.grid import PAPER_GRID, LogLambdaGrid
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +192,6 @@ class QuasarTemplates:
     # persistence: one .npz of plain arrays, metadata as a JSON string; never pickled
     def save(self, path: str | os.PathLike) -> Path:
         """Write the templates to ``path`` (an ``.npz`` of arrays plus a JSON header; loads without pickle)."""
-        from ..io import atomic_path
-
         path = Path(path)
         meta = {
             "format": FORMAT,
@@ -217,8 +218,6 @@ class QuasarTemplates:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "QuasarTemplates":
         """Read templates written by :meth:`save`."""
-        from ..errors import InputError
-
         try:
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(str(npz["meta"]))
@@ -239,13 +238,11 @@ _Chunks = Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]
 def _iter_training(source: Any, z: np.ndarray | None, chunk: int, max_spectra: int | None,
                    classes: Sequence[str] | None, z_max: float | None, seed: int
                    ) -> tuple[LogLambdaGrid | None, np.ndarray, _Chunks]:
-    """(grid, z of the rows used, iterator of (flux, ivar, z) chunks) for a PreparedSet, a path to one, or
+    """(grid, z of the rows used, iterator of (flux, ivar, z) chunks) for a SpectraSet, a path to one, or
     (flux, ivar) arrays. Rows with a non-finite or negative z, or above ``z_max``, are left out."""
-    from ..store import PreparedSet
-
     if isinstance(source, (str, os.PathLike)):
-        source = PreparedSet(source)
-    if isinstance(source, PreparedSet):
+        source = SpectraSet(source)
+    if isinstance(source, SpectraSet):
         ds = source
         zz = ds.z.astype(np.float64) if z is None else np.asarray(z, dtype=np.float64)
         keep = np.isfinite(zz) & (zz >= 0)
@@ -412,7 +409,7 @@ def build_templates(
 ) -> QuasarTemplates:
     """Learn rest-frame quasar eigenspectra from spectra with known redshifts (see the module docstring).
 
-    source : a :class:`~astrocnn.store.PreparedSet`, a path to one, or ``(flux, ivar)`` arrays (N, grid.n)
+    source : a :class:`~astrocnn.spectra.dataset.SpectraSet`, a path to one, or ``(flux, ivar)`` arrays (N, grid.n)
         with ``z`` given (then ``grid`` too, unless it is the paper's grid).
     z : redshifts; by default the set's labels. Rows with a non-finite or negative z are skipped.
     n_components : number of eigenspectra K (the fits add a constant, and optionally a polynomial, to them).
@@ -426,6 +423,8 @@ def build_templates(
         pixels that few spectra cover are pulled towards 0.
     classes : class names to train on when the set has class labels (None: all rows).
     """
+    # Long because the alternating fit (coefficients, then templates, then re-orthonormalised) is one
+    # iteration whose steps share a dozen arrays; split up, they would travel through every call.
     t0 = time.perf_counter()
     src_grid, z_all, chunks = _iter_training(source, z, chunk=1024, max_spectra=max_spectra, classes=classes,
                                              z_max=z_max, seed=seed)
@@ -690,6 +689,8 @@ def fit_redshift(
         fits; chi2 then carries errors up to ~5e-4 of sum w f^2, which moved no redshift by more than 0.06
         pixel on 256 simulated quasars and changed no score on 5000).
     """
+    # Long because the coarse scan, the refinement of the best minima and redrock's warning bits read
+    # one chi2 surface in sequence; each step is commented where it begins.
     if precision not in ("double", "single"):
         raise ValueError(f"precision must be 'double' or 'single', got {precision!r}")
     flux = np.asarray(flux)
@@ -846,14 +847,12 @@ def evaluate_templatefit(
     Returns a JSON-ready dict: ``n``, ``frac_dv_lt_6000``, ``median_abs_dv_kms``, ``frac_catastrophic``
     (|dv| >= 6000 km/s, the QuasarNET definition, i.e. 1 - frac_dv_lt_6000), ``frac_dv_gt_30000`` (gross line
     confusions), ``frac_small_deltachi2`` (ZWARN SMALL_DELTA_CHI2) with the accuracy of the others, the full
-    :func:`~astrocnn.metrics.redshift_metrics` under ``metrics``, and speed: ``seconds_per_spectrum`` (wall)
+    :func:`~astrocnn.core.metrics.redshift_metrics` under ``metrics``, and speed: ``seconds_per_spectrum`` (wall)
     and ``cpu_seconds_per_spectrum`` (process CPU time, i.e. per core), ``spectra_per_second_per_core``
     (reading the file excluded). Runs single-threaded (see :func:`single_threaded`).
     With ``return_fit`` also returns the :class:`RedshiftFit` and the true redshifts.
     """
-    from ..store import PreparedSet
-
-    ds = store if isinstance(store, PreparedSet) else PreparedSet(store)
+    ds = store if isinstance(store, SpectraSet) else SpectraSet(store)
     if ds.grid != templates.grid:
         raise ValueError(f"{ds.path}: grid {ds.grid} differs from the templates' {templates.grid}")
     keep = np.isfinite(ds.z)

@@ -11,6 +11,6 @@ target samples), ``star`` (A-M dwarfs, white dwarfs), ``sky`` (airglow, OH, tell
 (the mixture of objects and the per-object random streams). ``diagnostics`` measures composites and the
 forest transmission of simulated sets.
 """
-from .survey import DEFAULT_CLASS_FRACTIONS, QSO_Z_COMPONENTS, TRUTH_COLUMNS, simulate_object, simulate_survey
+from astrocnn.spectra.simulate.survey import DEFAULT_CLASS_FRACTIONS, QSO_Z_COMPONENTS, TRUTH_COLUMNS, simulate_object, simulate_survey
 
 __all__ = ["DEFAULT_CLASS_FRACTIONS", "QSO_Z_COMPONENTS", "TRUTH_COLUMNS", "simulate_object", "simulate_survey"]

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ..spectrum import Spectrum
-from .forest import LYA, mean_transmission_becker
+from astrocnn.spectra.spectrum import Spectrum
+from astrocnn.spectra.simulate.forest import LYA, mean_transmission_becker
 
 #: Rest equivalent widths (A) and slope of the Vanden Berk et al. (2001) composite (the design table).
 VANDEN_BERK_2001 = {"alpha_nu": -0.44, "ew_lya_nv": 107.0, "ew_siiv": 8.6, "ew_civ": 37.0, "ew_ciii": 23.0,

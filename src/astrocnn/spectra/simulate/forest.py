@@ -21,8 +21,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import voigt_profile
 
-from ..lines import LYMAN_LIMIT, QSO_LINES
-from ._common import C_KMS, LN10, MODEL_N, MODEL_WAVE, gaussian_peaks
+from astrocnn.spectra.lines import LYMAN_LIMIT, QSO_LINES
+from astrocnn.spectra.simulate.common import C_KMS, LN10, MODEL_N, MODEL_WAVE, gaussian_peaks
 
 LYA = QSO_LINES["Lya"]
 #: Lyman series: (rest A, oscillator strength, damping constant s^-1).

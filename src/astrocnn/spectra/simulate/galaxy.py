@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError
-from ..lines import GALAXY_EMISSION
-from ._common import C_KMS, LN10, MODEL_LOGLAM, gaussian_smooth_log, shift_resample, truncated_normal
-from .dust import calzetti_k
+from astrocnn.core.errors import InputError
+from astrocnn.spectra.lines import GALAXY_EMISSION
+from astrocnn.spectra.simulate.common import C_KMS, LN10, MODEL_LOGLAM, gaussian_smooth_log, shift_resample, truncated_normal
+from astrocnn.spectra.simulate.dust import calzetti_k
 
 # ---------------------------------------------------------------------------------------------------------------
 # templates

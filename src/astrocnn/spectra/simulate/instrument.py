@@ -1,6 +1,6 @@
 """The observation: line-spread function, sky, throughput and noise, calibration errors and pixel masks.
 
-Two spectrographs share the model grid (BOSS native sampling, see ``_common``):
+Two spectrographs share the model grid (BOSS native sampling, see ``common``):
 
 - BOSS (2009-2019): 3573-10399 A, 2" fibres; R ~ 1560 -> 2270 in the blue arm (3700-6000 A) and 1850 -> 2650
   in the red arm (6000-9000 A), i.e. a line-spread sigma of ~1.15 -> 0.72 pixel (Smee et al. 2013).
@@ -19,9 +19,9 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from ..masks import SpPixMask
-from ._common import MODEL_DLOG, MODEL_LOGLAM, MODEL_N, MODEL_WAVE, gaussian_lines
-from .sky import ATOMIC_SKY_LINES, STRONG_SKY_LINES, oh_lines, sky_continuum, telluric_depth
+from astrocnn.spectra.masks import SpPixMask
+from astrocnn.spectra.simulate.common import MODEL_DLOG, MODEL_LOGLAM, MODEL_N, MODEL_WAVE, gaussian_lines
+from astrocnn.spectra.simulate.sky import ATOMIC_SKY_LINES, STRONG_SKY_LINES, oh_lines, sky_continuum, telluric_depth
 
 #: Resolution of a fibre relative to the instrument's nominal line-spread curve (plate focus, fibre position).
 RESOLUTION_SCALES = (0.93, 1.0, 1.07)
@@ -252,6 +252,8 @@ def observe(
     continuum : optional second model (e.g. a quasar without its intervening absorbers) that receives the
         same line-spread function, narrow lines and calibration errors; returned in ``Observation.continuum``.
     """
+    # Long because an observation is one physical sequence (resolution, sky, throughput, noise, calibration
+    # errors, masks) drawing from one random stream in a fixed order: the order fixes the simulated bytes.
     res = int(rng.integers(len(RESOLUTION_SCALES)))
     scale = RESOLUTION_SCALES[res]
     lsf = lsf_matrix(inst.name, res)

@@ -37,12 +37,12 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import expit
 
-from ..lines import QSO_LINES
-from ._common import C_KMS, LN10, MODEL_LOGLAM, MODEL_WAVE, gaussian_lines, gaussian_smooth_log, log_uniform, \
+from astrocnn.spectra.lines import QSO_LINES
+from astrocnn.spectra.simulate.common import C_KMS, LN10, MODEL_LOGLAM, MODEL_WAVE, gaussian_lines, gaussian_smooth_log, log_uniform, \
     planck_lambda, shift_resample
-from .dust import smc_extinction
-from .forest import sightline
-from .galaxy import galaxy_templates, on_model_grid, template_mix
+from astrocnn.spectra.simulate.dust import smc_extinction
+from astrocnn.spectra.simulate.forest import sightline
+from astrocnn.spectra.simulate.galaxy import galaxy_templates, on_model_grid, template_mix
 
 ALPHA_MEAN = -0.2
 ALPHA_SIGMA = 0.3
@@ -273,6 +273,8 @@ class Quasar:
 
 def simulate_quasar(rng: np.random.Generator, z: float, abs_mag: float) -> Quasar:
     """A quasar at ``z`` with absolute magnitude ``abs_mag`` (M_i), noiseless, arbitrary flux scale."""
+    # Long because the spectrum is built component by component (continuum, dust, lines, Fe II, host,
+    # reddening, absorbers) from one random stream in a fixed order: the order fixes the simulated bytes.
     rest = MODEL_WAVE / (1.0 + z)
     lum = -0.4 * (abs_mag - M_I_REFERENCE)  # log10 L / L_ref
 

@@ -19,8 +19,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import expit
 
-from ..lines import ABSORPTION
-from ._common import C_KMS, MODEL_LOGLAM, MODEL_WAVE, gaussian_peaks, planck_lambda, shift_resample, truncated_normal
+from astrocnn.spectra.lines import ABSORPTION
+from astrocnn.spectra.simulate.common import C_KMS, MODEL_LOGLAM, MODEL_WAVE, gaussian_peaks, planck_lambda, shift_resample, truncated_normal
 
 #: Design choice: mix of stellar types among spectroscopic stars (SEGUE/BOSS stars, standards, contaminants).
 STAR_TYPE_FRACTIONS = {"A": 0.10, "F": 0.25, "G": 0.20, "K": 0.18, "M": 0.22, "WD": 0.05}

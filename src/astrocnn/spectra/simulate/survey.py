@@ -24,12 +24,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..spectrum import CLASS_NAMES, Spectrum
-from ._common import distance_modulus, i_band_mag, truncated_power_mag
-from .galaxy import GALAXY_SAMPLES, draw_galaxy_redshift, simulate_galaxy
-from .instrument import BOSS, LEGACY, observe
-from .quasar import simulate_quasar
-from .star import simulate_star
+from astrocnn.spectra.spectrum import CLASS_NAMES, Spectrum
+from astrocnn.spectra.simulate.common import distance_modulus, i_band_mag, truncated_power_mag
+from astrocnn.spectra.simulate.galaxy import GALAXY_SAMPLES, draw_galaxy_redshift, simulate_galaxy
+from astrocnn.spectra.simulate.instrument import BOSS, LEGACY, observe
+from astrocnn.spectra.simulate.quasar import simulate_quasar
+from astrocnn.spectra.simulate.star import simulate_star
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ def simulate_object(
 
     The truth dict has exactly the keys of :data:`TRUTH_COLUMNS`.
     """
+    # Long because the object's class, magnitude, redshift and observing set-up are drawn from one random
+    # stream in a fixed order: the order fixes the simulated bytes.
     _check_index(seed, index)
     rng_obj, rng_obs = (np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(index)]).spawn(2))
     cls = _pick_class(rng_obj, classes, class_fractions)

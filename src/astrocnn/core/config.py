@@ -16,10 +16,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import InputError
-from .io import write_text_atomic
-from .metrics import DEFAULT_Z_BINS
-from .models.cnn import CNNConfig
+from astrocnn.core.errors import InputError
+from astrocnn.core.io import write_text_atomic
+from astrocnn.core.metrics import DEFAULT_Z_BINS
+from astrocnn.models.cnn import CNNConfig
 
 TASKS = ("redshift", "classify", "detect")
 REDSHIFT_HEADS = ("bins", "mse")

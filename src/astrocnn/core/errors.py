@@ -1,7 +1,12 @@
-"""Error types. Every error about user input names the file and the problem in one line."""
+"""Error types. Every error about user input names the file and the problem in one line.
+
+Core layer: every other module raises these; the command line turns them into one line and exit status 2.
+"""
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 
 
 class AstrocnnError(Exception):
@@ -31,3 +36,17 @@ class RejectedSpectrum(InputError):
 
 class OutputError(AstrocnnError):
     """An output could not be written (folder not writable, disk full ...)."""
+
+
+class MissingDependency(AstrocnnError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependency` saying which extra to install, e.g.
+    ``require("lalsimulation", "gw", "simulating strain")``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+                                f"pip install 'astrocnn[{extra}]'") from exc

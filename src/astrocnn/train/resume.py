@@ -1,8 +1,10 @@
-"""Resumable training state, written and read without pickle.
+"""Resumable training state, written and read without pickle, and where a resumed run goes on from.
+
+Trainer layer.
 
 Why not Lightning's own ``.ckpt``: it is ``torch.save`` output, i.e. a pickle, and loading a pickle can run
 arbitrary code. A run folder is something people copy between machines and colleagues, so everything in it
-must load as data only (the weights files already do; see :func:`astrocnn.train.load_run`).
+must load as data only (the weights files already do; see :func:`astrocnn.train.runs.load_run`).
 
 Instead Lightning's checkpoint *dictionary* (model weights, optimizer and scheduler states, loop progress,
 callback states such as early stopping's best score and wait count, and our own extras) is split in two:
@@ -20,7 +22,7 @@ atomically, then deletes older tensor files. A process killed at any moment ther
 pair or the new pair intact; the only debris is a ``.*.partial`` temporary file or an orphaned tensor file
 that no ``resume.json`` names, both of which resuming removes. On load the tensor file's hash, state id and
 epoch must match ``resume.json``; anything else (a corrupted or hand-copied file) is refused with an
-:class:`~astrocnn.errors.InputError` rather than silently resumed from.
+:class:`~astrocnn.core.errors.InputError` rather than silently resumed from.
 
 The JSON encoding keeps what plain JSON would lose, so the dictionary round-trips exactly: tuples
 (``{"$tuple": [...]}``), dictionaries with non-string keys such as optimizer states keyed by parameter index
@@ -37,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -52,8 +55,12 @@ from lightning_fabric.plugins import CheckpointIO
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from .errors import InputError
-from .io import atomic_path
+from astrocnn.core.config import RunConfig
+from astrocnn.core.errors import InputError
+from astrocnn.core.io import atomic_path
+from astrocnn.train.runs import CONFIG_FILE, METRICS_FILE, RESUME_FILE, SPLIT_FILE
+
+log = logging.getLogger(__name__)
 
 RESUME_FORMAT = "astrocnn-resume"
 RESUME_VERSION = "1"
@@ -263,7 +270,7 @@ def remove_state(json_path: str | os.PathLike) -> None:
 
 def remove_debris(folder: str | os.PathLike, json_path: str | os.PathLike | None = None) -> list[Path]:
     """Remove what an interrupted process can leave in a run folder: the ``.<name>.*.partial`` temporary
-    files of :func:`astrocnn.io.atomic_path`, and tensor files that ``json_path`` does not name."""
+    files of :func:`astrocnn.core.io.atomic_path`, and tensor files that ``json_path`` does not name."""
     folder = Path(folder)
     removed = [p for p in folder.glob(".*.partial") if p.is_file()]
     if json_path is not None:
@@ -336,3 +343,86 @@ def set_rng_state(state: Mapping[str, torch.Tensor]) -> None:
     random.setstate((version, words, float(state["python_gauss"][0]) if has_py_gauss else None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"].to("cpu", torch.uint8).clone())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# where a resumed run goes on from
+
+
+#: settings that may differ between an interrupted run and its resumption: they change how fast, where or how
+#: verbosely the run goes, not what it computes (``threads`` and ``accelerator`` up to floating-point summation
+#: order). ``data.path`` may change too (a moved file): the split and the labels' fitted state are compared.
+RESUME_FREE_SETTINGS = ("train.progress_bar", "train.threads", "train.accelerator", "data.num_workers",
+                        "data.eval_batch_size", "data.path", "version")
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = "missing" if value is _MISSING else json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_MISSING = object()
+
+
+def config_differences(stored: RunConfig, now: RunConfig) -> list[str]:
+    """The settings (``section.name``) in which two filled-in run configurations differ, ignoring
+    :data:`RESUME_FREE_SETTINGS`, each as ``"name (<stored> in the run, <now> now)"``."""
+    a, b = _flatten(json.loads(stored.to_json())), _flatten(json.loads(now.to_json()))
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == f or key.startswith(f + ".") for f in RESUME_FREE_SETTINGS):
+            continue
+        va, vb = a.get(key, _MISSING), b.get(key, _MISSING)
+        if va is _MISSING or vb is _MISSING or va != vb:
+            out.append(f"{key} ({_short(va)} in the run, {_short(vb)} now)")
+    return out
+
+
+def resume_point(out_dir: Path, config: RunConfig, split: dict[str, np.ndarray]) -> Path | None:
+    """Where :func:`~astrocnn.train.fit.train` with ``resume=True`` goes on from: the run's ``resume.json``; its ``metrics.json``
+    when the run has finished; ``None`` to start a new run (nothing saved yet). Refuses a run that was built
+    from another configuration or data."""
+    cfg_file = out_dir / CONFIG_FILE
+    if not cfg_file.exists():
+        log.info("%s: no run to resume here; starting a new run", out_dir)
+        return None
+    stored = RunConfig.load(cfg_file)
+    diffs = config_differences(stored, config)
+    if diffs:
+        raise InputError(cfg_file, f"cannot resume: this run was built with other settings: {'; '.join(diffs)} "
+                                   "(resume with the run's own configuration, or train into a new folder)")
+    if stored.data.path != config.data.path:
+        log.info("%s: the run was trained on %s; resuming on %s (same split and labels)", out_dir,
+                 stored.data.path, config.data.path)
+    state = out_dir / RESUME_FILE
+    split_file = out_dir / SPLIT_FILE
+    if split_file.exists():
+        with np.load(split_file, allow_pickle=False) as npz:
+            same = all(k in npz and np.array_equal(npz[k], split[k]) for k in split)
+        if not same:
+            raise InputError(split_file, "cannot resume: these data give another train/val/test split than the "
+                                         "run's (a different data set?)")
+    elif state.exists():
+        raise InputError(out_dir, f"has a saved training state but no {SPLIT_FILE}: cannot resume")
+    if (out_dir / METRICS_FILE).exists():
+        log.info("%s: this run has already finished (metrics.json); nothing to resume. Train without --resume "
+                 "(or into a new folder) to train it again", out_dir)
+        return out_dir / METRICS_FILE
+    if not state.exists():
+        log.warning("%s: no saved training state (the run stopped before its first epoch ended); starting it "
+                    "again from scratch", out_dir)
+        return None
+    epoch = verify_state(state)  # fail here, in one line, rather than inside Lightning
+    log.info("%s: resuming from the state saved after epoch %d", out_dir, epoch)
+    return state

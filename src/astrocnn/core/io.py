@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import AstrocnnError, OutputError
+from astrocnn.core.errors import AstrocnnError, OutputError
 
 #: plain words for the errors a user can do something about
 _REASONS = {

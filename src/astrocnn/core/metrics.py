@@ -1,9 +1,16 @@
-"""Scores for redshift and classification predictions. Plain numpy in, JSON-ready dicts out."""
+"""Scores of predictions: redshifts, classes, detections. Plain numpy in, JSON-ready dicts out.
+
+Core layer: every task scores with these, and the baselines (template fitting, the matched filter) with the
+same functions, so the numbers compare.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import numpy as np
+
+from astrocnn.core.roc import bootstrap_auc, roc_auc, tpr_at_fpr
 
 #: Speed of light, km/s.
 C_KMS = 299792.458
@@ -94,3 +101,41 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
         "completeness": {c: float(v) for c, v in zip(names, completeness)},
         "purity": {c: float(v) for c, v in zip(names, purity)},
     }
+
+
+def _snr_bin_label(lo: float, hi: float) -> str:
+    return f"{lo:g}-{hi:g}" if math.isfinite(hi) else f">={lo:g}"
+
+
+def detection_metrics(label: np.ndarray, score: np.ndarray, snr: np.ndarray | None = None,
+                      snr_bins: Sequence[float] = (), n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Scores of a detector: ``n``, ``n_signal``, ``n_noise``, ``roc_auc`` (NaN without both classes), with
+    ``n_boot`` > 0 its stratified bootstrap 95% interval ``roc_auc_low`` / ``roc_auc_high``, ``tpr_at_fpr_0.01``
+    and, where ``snr`` of the positives is known, ``per_snr_bin``: for each bin ``[lo, hi)`` of
+    ``snr_bins`` (the last open-ended) the AUC of the positives in the bin against ALL negatives.
+    """
+    y = np.asarray(label).astype(np.int64) == 1
+    s = np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    out: dict[str, Any] = {"n": int(y.size), "n_signal": n_pos, "n_noise": n_neg}
+    both = n_pos > 0 and n_neg > 0
+    out["roc_auc"] = roc_auc(y, s) if both else float("nan")
+    if n_boot > 0:
+        b = bootstrap_auc(y, s, n_boot=n_boot, seed=seed) if both else {"low": float("nan"), "high": float("nan")}
+        out["roc_auc_low"], out["roc_auc_high"] = b["low"], b["high"]
+    out["tpr_at_fpr_0.01"] = tpr_at_fpr(y, s, 0.01) if both else float("nan")
+    if snr is not None and len(snr_bins) and n_neg > 0:
+        snr = np.asarray(snr, dtype=np.float64)
+        edges = list(snr_bins) + [math.inf]
+        per = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            in_bin = y & (snr >= lo) & (snr < hi)
+            k = int(in_bin.sum())
+            if k == 0:
+                continue
+            keep = in_bin | ~y
+            per.append({"snr": _snr_bin_label(lo, hi), "snr_lo": lo, "snr_hi": hi if math.isfinite(hi) else None,
+                        "n_signal": k, "roc_auc": roc_auc(y[keep], s[keep])})
+        if per:
+            out["per_snr_bin"] = per
+    return out

@@ -23,21 +23,23 @@ Rules:
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
 
-from . import __version__
-from .errors import OutputError
-from .io import describe_os_error, write_text_atomic
-from .store import AtomicH5Writer
+from astrocnn.core.errors import OutputError
+from astrocnn.core.h5sets import STR, AtomicH5Writer, read_strings
+from astrocnn.core.io import atomic_path, describe_os_error, write_text_atomic
+from astrocnn.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,59 @@ DEFAULT_PART_SIZE = 2048
 #: attribute of a finished output: the fingerprint of the inputs and settings it was made from
 FINGERPRINT_ATTR = "input_fingerprint"
 
-_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class PrepareReport:
+    """What a prepare or simulate run kept and rejected."""
+
+    out: Path
+    kept: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file or id, reason)
+    rejects_csv: Path | None = None
+    skipped: int = 0  # inputs already done by an interrupted run, not prepared again
+    up_to_date: bool = False  # the output was already complete for these inputs: nothing was done
+    unit: str = "spectra"  # what a kept row is, for the summary line
+
+    @property
+    def summary(self) -> str:
+        text = f"{self.out}: kept {self.kept} {self.unit}, rejected {len(self.rejected)}"
+        if self.rejects_csv is not None and self.rejected:
+            text += f" (reasons in {self.rejects_csv})"
+        if self.up_to_date:
+            text += "; already up to date, nothing done (--force prepares it again)"
+        elif self.skipped:
+            text += f"; {self.skipped} inputs were already done by an interrupted run"
+        return text
+
+    def write_rejects(self) -> None:
+        """Write the rejected inputs with their reasons to :attr:`rejects_csv` (atomically), or remove an
+        earlier list when nothing was rejected."""
+        if self.rejects_csv is None:
+            return
+        if not self.rejected:
+            self.rejects_csv.unlink(missing_ok=True)
+            return
+        with atomic_path(self.rejects_csv) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(["input", "reason"])
+                w.writerows(self.rejected)
+
+
+def rejects_path(out: str | os.PathLike) -> Path:
+    """``FILE.h5`` -> ``FILE.rejects.csv``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".rejects.csv")
+
+
+def read_rejects(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """The ``(input, reason)`` rows of a rejects list (empty when there is none)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [(r["input"], r["reason"]) for r in csv.DictReader(fh)]
+    except (OSError, KeyError, csv.Error):
+        return []
 
 
 def parts_dir(out: str | os.PathLike) -> Path:
@@ -120,19 +174,15 @@ class _PartWriter(AtomicH5Writer):
             arr = np.asarray(values)
             if arr.dtype.kind in ("U", "S", "O"):
                 arr = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.ravel()], dtype=object)
-                h5.create_dataset(name, data=arr, dtype=_STR)
+                h5.create_dataset(name, data=arr, dtype=STR)
             else:
                 h5.create_dataset(name, data=arr)
             n = len(arr) if n is None else n
-        h5.create_dataset("rejected/input", data=np.array([str(r[0]) for r in rejected], dtype=object), dtype=_STR)
-        h5.create_dataset("rejected/reason", data=np.array([str(r[1]) for r in rejected], dtype=object), dtype=_STR)
+        h5.create_dataset("rejected/input", data=np.array([str(r[0]) for r in rejected], dtype=object), dtype=STR)
+        h5.create_dataset("rejected/reason", data=np.array([str(r[1]) for r in rejected], dtype=object), dtype=STR)
         for k, v in attrs.items():
             h5.attrs[k] = v
         self._n = int(n or 0)
-
-
-def _read_strings(ds) -> np.ndarray:
-    return np.array([s.decode() if isinstance(s, bytes) else s for s in ds[:]], dtype=object)
 
 
 class Parts:
@@ -190,6 +240,9 @@ class Parts:
     # ------------------------------------------------------------------------------------------ enter/exit
     def __enter__(self) -> "Parts":
         had_folder = self.dir.is_dir()
+        manifest = self._read_manifest() if had_folder else None
+        if had_folder:
+            self._refuse_foreign(manifest)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -197,16 +250,12 @@ class Parts:
         self._lock()
         try:
             self._clean_partials()
-            manifest = self._read_manifest() if had_folder else None
             same = manifest is not None and self._same_settings(manifest)
             if had_folder and self.force and self._has_parts():
                 log.info("%s: discarding the finished parts in %s (--force)", self.out, self.dir)
                 self._clear()
                 same = False
             elif manifest is not None and not same:
-                self._clear()
-            elif manifest is None and self._has_parts():
-                log.info("%s: no readable manifest; discarding its parts", self.dir)
                 self._clear()
             if not self.force and output_fingerprint(self.out) == self.key:
                 self.up_to_date = True
@@ -271,9 +320,9 @@ class Parts:
         with h5py.File(self.path(i), "r") as h5:
             def visit(name, obj):
                 if isinstance(obj, h5py.Dataset) and not name.startswith("rejected/"):
-                    columns[name] = _read_strings(obj) if h5py.check_string_dtype(obj.dtype) else obj[()]
+                    columns[name] = read_strings(obj) if h5py.check_string_dtype(obj.dtype) else obj[()]
             h5.visititems(visit)
-            rejected = list(zip(_read_strings(h5["rejected/input"]), _read_strings(h5["rejected/reason"])))
+            rejected = list(zip(read_strings(h5["rejected/input"]), read_strings(h5["rejected/reason"])))
         return columns, [(str(a), str(b)) for a, b in rejected]
 
     def rejected(self) -> list[tuple[str, str]]:
@@ -281,8 +330,8 @@ class Parts:
         out: list[tuple[str, str]] = []
         for i in range(self.n):
             with h5py.File(self.path(i), "r") as h5:
-                out += [(str(a), str(b)) for a, b in zip(_read_strings(h5["rejected/input"]),
-                                                          _read_strings(h5["rejected/reason"]))]
+                out += [(str(a), str(b)) for a, b in zip(read_strings(h5["rejected/input"]),
+                                                          read_strings(h5["rejected/reason"]))]
         return out
 
     def rows(self, i: int) -> int:
@@ -292,8 +341,6 @@ class Parts:
     # ------------------------------------------------------------------------------------------ other steps
     def save_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Keep the result of another step (arrays) for a re-run of this same job."""
-        from .io import atomic_path
-
         path = self.dir / f"{name}.npz"
         try:
             with atomic_path(path, suffix=".npz") as tmp:
@@ -355,6 +402,20 @@ class Parts:
             p.unlink(missing_ok=True)
         if stale:
             log.info("%s: removed %d temporary files left by an interrupted run", self.out, len(stale))
+
+    def _refuse_foreign(self, manifest: Mapping[str, Any] | None) -> None:
+        """Stop, touching nothing, when the work folder holds files that no manifest of this output claims:
+        someone else's folder of that name is never emptied."""
+        ours = (isinstance(manifest, Mapping) and manifest.get("format") == PARTS_FORMAT
+                and manifest.get("output") == self.out.name)
+        if ours:
+            return
+        others = sorted(p.name for p in self.dir.iterdir() if p.name != ".lock")
+        if others:
+            raise OutputError(
+                f"{self.out}: its work folder {self.dir} holds files astrocnn did not make for this output "
+                f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}; no manifest of it): move them away "
+                "or choose another output name")
 
     def _read_manifest(self) -> dict | None:
         try:

@@ -5,7 +5,9 @@ them on the held-out spectra, runs the simulated spectra through the real-file p
 SDSS spectra beside the repository when they are there; then the detection task at small scale (simulated
 G2Net-like strain, the CNN against the matched filter, the real G2Net samples and GWOSC events when they
 are there); and writes a report with metrics and plots.
-Sized to finish within 15 minutes on a 2-core CPU.
+Sized to finish within 15 minutes on a 2-core CPU. Applications layer.
+
+The demo owns its output folder: run again, it replaces its earlier runs there.
 """
 from __future__ import annotations
 
@@ -18,7 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import write_text_atomic
+from astrocnn.apps.gwscan import real_data_report
+from astrocnn.apps.predict import predict_inputs
+from astrocnn.core.config import default_config
+from astrocnn.core.io import write_text_atomic
+from astrocnn.gw.baseline import baseline_metrics
+from astrocnn.gw.prepare import prepare_g2net
+from astrocnn.gw.simulate import simulate_g2net
+from astrocnn.spectra.dataset import SpectraSet
+from astrocnn.spectra.plots import show_prepared
+from astrocnn.spectra.prepare import prepare_sdss, simulate_prepared
+from astrocnn.train import evaluate, train
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +45,6 @@ def _demo_detect(out: Path, seed: int, n: int, minutes: float, real_g2net: Path,
     """The detection task at small scale: simulate G2Net-like strain, prepare it (whitening fitted on the
     training noise), train the detector for ``minutes``, score held-out samples with it and with the
     matched filter, and apply it to the real G2Net samples and GWOSC event files when they are there."""
-    from .config import default_config
-    from .gw.apply import real_data_report
-    from .gw.matched_filter import baseline_metrics
-    from .gw.simulate import simulate_g2net
-    from .gw.store import prepare_g2net
-    from .train import evaluate, train
-
     data = out / "data"
     timings = {}
     t0 = time.perf_counter()
@@ -53,7 +58,7 @@ def _demo_detect(out: Path, seed: int, n: int, minutes: float, real_g2net: Path,
                                           "max_minutes": minutes, "warmup_epochs": 0.5, "progress_bar": False},
                          data={"num_workers": 0, "aug_flip": True, "aug_swap": True, "aug_delay": 8},
                          task={"n_boot": 500})
-    result = train("detect", train_set, out / "detect", cfg)
+    result = train("detect", train_set, out / "detect", cfg, force=True)
     timings["train detect"] = time.perf_counter() - t0
     held = evaluate(out / "detect", held_set, out / "detect" / "heldout")
     t0 = time.perf_counter()
@@ -115,21 +120,10 @@ def _fmt(x, digits=4):
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
 
 
-def run_demo(out: str | os.PathLike, n: int | None = None, seed: int = 1, real_sdss: str | os.PathLike | None = None,
-             epochs: int = 8, gw_n: int = 3000, gw_minutes: float = 2.0, real_g2net: str | os.PathLike | None = None,
-             real_gwosc: str | os.PathLike | None = None) -> Path:
-    """Run the demo into folder ``out``; returns ``out/report.md``. ``gw_n = 0`` leaves out detection."""
-    from .config import default_config
-    from .predict import predict_inputs
-    from .spectra.pipeline import prepare_sdss, simulate_prepared
-    from .spectra.showcase import show_prepared
-    from .store import PreparedSet
-    from .train import evaluate, train
-
-    out = Path(out)
-    n = n or 10000
+def _demo_spectra(out: Path, n: int, seed: int, epochs: int, timings: dict) -> dict:
+    """Simulate the survey and a held-out survey (written as SDSS files and read back), train both networks
+    and score them on the held-out spectra."""
     data = out / "data"
-    timings = {}
     t0 = time.perf_counter()
     sim = simulate_prepared(n, seed, data / "survey.h5")
     held = simulate_prepared(max(n // 5, 200), seed + 1000, data / "heldout.h5", sdss_dir=data / "heldout-sdss")
@@ -138,34 +132,27 @@ def run_demo(out: str | os.PathLike, n: int | None = None, seed: int = 1, real_s
     fits = prepare_sdss([data / "heldout-sdss"], data / "heldout-from-fits.h5",
                         catalog=data / "heldout-sdss" / "catalog.fits", class_column="CLASS_PERSON")
     timings["prepare"] = time.perf_counter() - t0
-    ds = PreparedSet(sim.out)
+    ds = SpectraSet(sim.out)
     show_prepared(sim.out, _pick_examples(ds), out / "spectra.png")
-
     runs = {}
     for task in ("redshift", "classify"):
         t0 = time.perf_counter()
         cfg = default_config(task, train={"max_epochs": epochs, "patience": 3, "progress_bar": False})
-        result = train(task, sim.out, out / task, cfg)
+        result = train(task, sim.out, out / task, cfg, force=True)
         timings[f"train {task}"] = time.perf_counter() - t0
         # held-out survey, read back from its FITS files: the path real data take
         held_metrics = evaluate(out / task, fits.out, out / task / "heldout", metrics_name="metrics.json")
         runs[task] = (result, held_metrics)
+    return {"n_held": len(SpectraSet(held.out)), "fits": fits, "ds": ds, "runs": runs}
 
-    real = Path(real_sdss) if real_sdss is not None else DEFAULT_REAL_SDSS
-    real_rows = []
-    if real.is_dir():
-        for task in ("redshift", "classify"):
-            cols, rows = predict_inputs(out / task, [real], out / f"real-sdss-{task}.csv")
-            real_rows.append((task, cols, rows))
-        rep = prepare_sdss([real], data / "real-sdss.h5")
-        show_prepared(rep.out, list(range(len(PreparedSet(rep.out)))), out / "real-sdss.png")
 
-    z_res, z_held = runs["redshift"]
-    c_res, c_held = runs["classify"]
+def _spectra_lines(d: dict, n: int, seed: int, timings: dict) -> list[str]:
+    (z_res, z_held), (c_res, c_held) = d["runs"]["redshift"], d["runs"]["classify"]
+    fits, ds = d["fits"], d["ds"]
     lines = [
         "# astrocnn demo",
         "",
-        f"Simulated {n} objects (seed {seed}) for training and {len(PreparedSet(held.out))} held-out objects "
+        f"Simulated {n} objects (seed {seed}) for training and {d['n_held']} held-out objects "
         f"(seed {seed + 1000}), written as SDSS spec-lite files with a DR16Q-like catalogue and read back "
         f"through `prepare sdss` ({fits.summary}). "
         "Classes: " + ", ".join(f"{name} {int((ds.cls == i).sum())}" for i, name in enumerate(ds.class_names)) + ".",
@@ -199,28 +186,48 @@ def run_demo(out: str | os.PathLike, n: int | None = None, seed: int = 1, real_s
         lines.append(f"| {name} completeness / purity | {_fmt(c_res.metrics['completeness'][name])} / "
                      f"{_fmt(c_res.metrics['purity'][name])} | {_fmt(c_held['completeness'][name])} / "
                      f"{_fmt(c_held['purity'][name])} |")
-    lines += [
+    return lines + [
         "",
         f"{c_res.epochs} epochs (best {c_res.best_epoch}), {timings['train classify']:.0f} s. Run folder: `classify/`.",
         "",
         "![confusion](classify/heldout/confusion.png)",
     ]
-    if real_rows:
-        truth = {}
-        idx = real / "index.csv"
-        if idx.exists():
-            with open(idx, newline="") as fh:
-                for r in csv.DictReader(fh):
-                    truth[Path(r["file"]).name] = r
-        (_, zc, zr), (_, cc, cr) = real_rows
-        lines += ["", f"## Real SDSS spectra in `{real}` (as they come; the networks saw only simulations)", "",
-                  "| file | pipeline class | pipeline z | predicted z | predicted class | p(qso) | error |",
-                  "|---|---|---|---|---|---|---|"]
-        for a, b in zip(zr, cr):
-            name = Path(a[1]).name
-            t = truth.get(name, {})
-            lines.append(f"| {name} | {t.get('cls', '')} | {t.get('z', '')} | {a[2]} | {b[2]} | {b[3]} | {a[-1] or b[-1]} |")
-        lines += ["", "![real](real-sdss.png)"]
+
+
+def _real_sdss_lines(out: Path, real: Path) -> list[str]:
+    """Both networks applied to the real SDSS files beside the repository, with the pipeline's answers."""
+    if not real.is_dir():
+        return []
+    real_rows = [predict_inputs(out / task, [real], out / f"real-sdss-{task}.csv") for task in ("redshift", "classify")]
+    rep = prepare_sdss([real], out / "data" / "real-sdss.h5")
+    show_prepared(rep.out, list(range(len(SpectraSet(rep.out)))), out / "real-sdss.png")
+    truth = {}
+    idx = real / "index.csv"
+    if idx.exists():
+        with open(idx, newline="") as fh:
+            for r in csv.DictReader(fh):
+                truth[Path(r["file"]).name] = r
+    (_, zr), (_, cr) = real_rows
+    lines = ["", f"## Real SDSS spectra in `{real}` (as they come; the networks saw only simulations)", "",
+             "| file | pipeline class | pipeline z | predicted z | predicted class | p(qso) | error |",
+             "|---|---|---|---|---|---|---|"]
+    for a, b in zip(zr, cr):
+        name = Path(a[1]).name
+        t = truth.get(name, {})
+        lines.append(f"| {name} | {t.get('cls', '')} | {t.get('z', '')} | {a[2]} | {b[2]} | {b[3]} | {a[-1] or b[-1]} |")
+    return lines + ["", "![real](real-sdss.png)"]
+
+
+def run_demo(out: str | os.PathLike, n: int | None = None, seed: int = 1, real_sdss: str | os.PathLike | None = None,
+             epochs: int = 8, gw_n: int = 3000, gw_minutes: float = 2.0, real_g2net: str | os.PathLike | None = None,
+             real_gwosc: str | os.PathLike | None = None) -> Path:
+    """Run the demo into folder ``out``; returns ``out/report.md``. ``gw_n = 0`` leaves out detection."""
+    out = Path(out)
+    n = n or 10000
+    timings: dict[str, float] = {}
+    spectra = _demo_spectra(out, n, seed, epochs, timings)
+    lines = _spectra_lines(spectra, n, seed, timings)
+    lines += _real_sdss_lines(out, Path(real_sdss) if real_sdss is not None else DEFAULT_REAL_SDSS)
     detect = None
     if gw_n:
         g2 = Path(real_g2net) if real_g2net is not None else DEFAULT_REAL_G2NET
@@ -231,6 +238,7 @@ def run_demo(out: str | os.PathLike, n: int | None = None, seed: int = 1, real_s
     lines += ["", "## Timings (s)", "", " | ".join(f"{k} {v:.0f}" for k, v in timings.items())]
     report = out / "report.md"
     write_text_atomic(report, "\n".join(lines) + "\n")
+    (z_res, z_held), (c_res, c_held) = spectra["runs"]["redshift"], spectra["runs"]["classify"]
     write_text_atomic(out / "demo.json", json.dumps({
         "redshift": {"test": z_res.metrics, "heldout": z_held}, "classify": {"test": c_res.metrics, "heldout": c_held},
         **({"detect": {"heldout": detect["heldout"], "matched_filter": detect["mf"], "real_g2net": detect["real_g2net"],

@@ -1,7 +1,8 @@
 """ROC curve, ROC AUC, TPR at a fixed FPR and bootstrap intervals; pure numpy.
 
 Ties between scores are handled like scikit-learn: tied scores form one ROC point, so a tie between a
-positive and a negative counts one half in the AUC (the Mann-Whitney U statistic with mid-ranks).
+positive and a negative counts one half in the AUC (the Mann-Whitney U statistic with mid-ranks). Core
+layer: the detection task and the matched-filter baseline are scored with the same functions.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Prepared data sets: one HDF5 format for everything the networks read.
+"""Prepared spectra sets: spectra on a grid, ready for the networks, in one HDF5 file.
 
-Layout of a prepared spectra file (``kind = "spectra"``)::
+Spectra domain. Built on the core's HDF5 container (:mod:`astrocnn.core.h5sets`); the strain sibling is
+:mod:`astrocnn.gw.dataset`. Layout of a prepared spectra file (``kind = "spectra"``)::
 
     /flux      (N, n_grid) float32  normalised flux on the grid, chunked by rows
     /ivar      (N, n_grid) float32  inverse variance of the normalised flux (0 = no data)
@@ -30,20 +31,20 @@ from typing import Any, Mapping, Sequence
 import h5py
 import numpy as np
 
-from . import __version__
-from .errors import InputError
-from .io import LatchingFile, atomic_path, io_errno, output_error
-from .spectra.grid import LogLambdaGrid
-from .spectra.preprocess import Prepared, PreprocessConfig
-from .spectra.spectrum import CLASS_NAMES, class_index
+from astrocnn.core.errors import InputError
+from astrocnn.core.h5sets import FORMAT, STR, AtomicH5Writer, LazyH5Reader, chunk_rows, h5_dtype, read_strings
+from astrocnn.spectra.grid import LogLambdaGrid
+from astrocnn.spectra.preprocess import Prepared, PreprocessConfig
+from astrocnn.spectra.spectrum import CLASS_NAMES, class_index
+from astrocnn.version import __version__
 
 log = logging.getLogger(__name__)
 
-FORMAT = "astrocnn-prepared"
 FORMAT_VERSION = 1
+KIND = "spectra"
+#: rows buffered before a write, and per HDF5 chunk of flux/ivar when the set's size is not known
 DEFAULT_CHUNK_ROWS = 256
 
-_STR = h5py.string_dtype("utf-8")
 _ROW_FIELDS = {
     "z": np.float32,
     "cls": np.int8,
@@ -54,123 +55,7 @@ _ROW_FIELDS = {
 }
 
 
-def _h5_dtype(kind: str):
-    return _STR if kind in ("U", "S", "O") else np.dtype(kind if len(kind) > 1 else {"f": "f8", "i": "i8", "b": "?"}[kind])
-
-
-class AtomicH5Writer:
-    """An HDF5 file written under a temporary name and moved to ``path`` only by :meth:`close`.
-
-    Subclasses call :meth:`_open` first, count rows in ``self._n``, may override :meth:`_flush`, and call
-    :meth:`_check_io` after writing. Use as a context manager: an exception inside the block discards the
-    partial file. A write that fails (disk full, file-size limit ...) raises :class:`OutputError` naming
-    ``path``; the partial file is removed and an existing file at ``path`` is left as it was.
-    """
-
-    #: what a row is, and how loud the line saying the file was written
-    row_name = "rows"
-    log_level = logging.INFO
-    _h5: h5py.File | None = None
-
-    def _open(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._n = 0
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        try:
-            # HDF5 writes through a file object that keeps write errors from HDF5 (see LatchingFile)
-            self._fh = LatchingFile(self._tmp)
-            self._h5 = h5py.File(self._fh, "w")
-        except BaseException as exc:
-            self._discard(exc)
-            raise
-        self._check_io()
-
-    def _flush(self) -> None:
-        """Write buffered rows (nothing by default)."""
-
-    def _check_io(self, exc: BaseException | None = None) -> None:
-        """Raise :class:`OutputError` (discarding the partial file) if a write has failed.
-
-        ``exc``: an error HDF5 raised while writing; without a failed write behind it, it is re-raised.
-        """
-        failed = getattr(self, "_fh", None) is not None and self._fh.error is not None
-        if not failed and exc is None:
-            return
-        cause = self._fh.error if failed else exc
-        if failed or io_errno(exc) is not None:
-            self._discard(cause)
-            raise output_error(self.path, cause) from cause
-        raise exc
-
-    def _guard(self, func, *args, **kwargs):
-        """Run a write, turning a failed write into :class:`OutputError`."""
-        try:
-            out = func(*args, **kwargs)
-        except (OSError, RuntimeError, ValueError) as exc:
-            self._check_io(exc)
-            raise
-        self._check_io()
-        return out
-
-    def close(self) -> Path:
-        """Flush, close and move the file to its final name. Returns the path."""
-        if self._h5 is None:
-            return self.path
-        try:
-            self._guard(self._flush)
-            self._guard(self._h5.attrs.__setitem__, "n", self._n)
-            h5, self._h5 = self._h5, None
-            try:
-                h5.close()
-            except (OSError, RuntimeError) as exc:
-                self._check_io(exc)
-            self._fh.sync()
-            self._fh.close()
-            self._check_io()
-        except BaseException:
-            self._discard()
-            raise
-        atomic, self._atomic = self._atomic, None
-        atomic.__exit__(None, None, None)  # the rename; a failure there is an OutputError too
-        log.log(self.log_level, "wrote %d %s to %s", self._n, self.row_name, self.path)
-        return self.path
-
-    def _discard(self, exc: BaseException | None = None) -> None:
-        h5, self._h5 = self._h5, None
-        if h5 is not None:
-            try:
-                h5.close()
-            except Exception:  # noqa: BLE001 - the file is being thrown away
-                pass
-        fh = getattr(self, "_fh", None)
-        if fh is not None:
-            fh.close()
-        atomic, self._atomic = getattr(self, "_atomic", None), None
-        if atomic is not None:
-            try:
-                raise RuntimeError("aborted") from exc
-            except RuntimeError as aborted:
-                try:
-                    atomic.__exit__(type(aborted), aborted, aborted.__traceback__)
-                except RuntimeError:
-                    pass
-
-    def abort(self) -> None:
-        """Discard the partial file."""
-        self._discard()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-class PreparedWriter(AtomicH5Writer):
+class SpectraWriter(AtomicH5Writer):
     """Append prepared spectra to a new HDF5 file; the file appears under ``path`` only on :meth:`close`.
 
     Use as a context manager: an exception inside the block discards the partial file.
@@ -183,7 +68,9 @@ class PreparedWriter(AtomicH5Writer):
     source : free text, e.g. ``"simulated"`` or ``"sdss:/data/dr16q"``.
     seed : simulation seed, if any.
     truth_columns : name -> dtype kind (``"f"``, ``"i"``, ``"b"``, ``"U"``) of simulation truth columns.
-    chunk_rows : rows per HDF5 chunk and per write.
+    chunk_rows : rows buffered per write, and per HDF5 chunk of ``flux`` and ``ivar``.
+    expected_rows : how many rows the file will hold, when known: chunks are never larger, so a small set
+        takes little space on disk.
     """
 
     def __init__(
@@ -197,12 +84,14 @@ class PreparedWriter(AtomicH5Writer):
         truth_columns: Mapping[str, str] | None = None,
         class_names: Sequence[str] = CLASS_NAMES,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        expected_rows: int | None = None,
         attrs: Mapping[str, Any] | None = None,
     ):
         self.grid = grid
         self.truth_columns = dict(truth_columns or {})
         self.class_names = tuple(class_names)
         self.chunk_rows = int(chunk_rows)
+        self.expected_rows = expected_rows
         self.row_name = "spectra"
         self._open(path)
         self._buf: dict[str, list] = {}
@@ -215,16 +104,16 @@ class PreparedWriter(AtomicH5Writer):
 
     def _create(self, grid, preprocess, source, seed, attrs) -> None:
         n = grid.n
-        chunks = (min(self.chunk_rows, 4096), n)
+        chunks = (chunk_rows(4 * n, self.expected_rows, min(self.chunk_rows, 4096)), n)
         for name in ("flux", "ivar"):
             self._h5.create_dataset(name, shape=(0, n), maxshape=(None, n), dtype=np.float32, chunks=chunks)
         for name, dtype in _ROW_FIELDS.items():
             self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
-        self._h5.create_dataset("id", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
+        self._h5.create_dataset("id", shape=(0,), maxshape=(None,), dtype=STR, chunks=(4096,))
         if self.truth_columns:
             g = self._h5.create_group("truth")
             for name, kind in self.truth_columns.items():
-                g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_h5_dtype(kind), chunks=(4096,))
+                g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=h5_dtype(kind), chunks=(4096,))
         a = self._h5.attrs
         a["format"] = FORMAT
         a["format_version"] = FORMAT_VERSION
@@ -278,7 +167,7 @@ class PreparedWriter(AtomicH5Writer):
     def append_columns(self, columns: Mapping[str, np.ndarray]) -> None:
         """Add a block of rows given as whole columns (``flux``, ``ivar``, ``id``, ``z``, ``cls``, ``snr``,
         ``coverage``, ``norm_mean``, ``norm_std`` and ``truth/<name>`` for the file's truth columns), as
-        :class:`PreparedSet` would read them back."""
+        :class:`SpectraSet` would read them back."""
         self._guard(self._flush)
         m = len(columns["id"])
         if m == 0:
@@ -310,45 +199,17 @@ class PreparedWriter(AtomicH5Writer):
             ds.resize(hi, axis=0)
             if name in ("flux", "ivar"):
                 ds[lo:hi] = np.stack(values)
-            elif ds.dtype == _STR or h5py.check_string_dtype(ds.dtype):
+            elif ds.dtype == STR or h5py.check_string_dtype(ds.dtype):
                 ds[lo:hi] = np.array([str(v) for v in values], dtype=object)
             else:
                 ds[lo:hi] = np.asarray(values, dtype=ds.dtype)
         self._n = hi
         self._reset_buffer()
 
-class LazyH5Reader:
-    """Base for prepared-set readers: the HDF5 file opens on first use and is never pickled, so a
-    reader can be handed to forked or spawned data-loader workers."""
-
-    _h5: h5py.File | None = None
-
-    def _file(self) -> h5py.File:
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
-        return self._h5
-
-    def close(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_h5"] = None
-        return state
-
-
-class PreparedSet(LazyH5Reader):
+class SpectraSet(LazyH5Reader):
     """Read a prepared set. Labels and ids are loaded at once; flux and ivar are read in slices.
 
-    >>> ds = PreparedSet("survey.h5")
+    >>> ds = SpectraSet("survey.h5")
     >>> batch = ds.read(slice(0, 256))       # dict of arrays
     >>> ds.z, ds.cls, ds.ids, ds.grid
     """
@@ -392,7 +253,7 @@ class PreparedSet(LazyH5Reader):
                                                 f"{n}, the file has {size} bytes)")
             self.z = h5["z"][:] if "z" in h5 else None
             self.cls = h5["cls"][:] if "cls" in h5 else None
-            self.ids = np.array([s.decode() if isinstance(s, bytes) else s for s in h5["id"][:]], dtype=object)
+            self.ids = read_strings(h5["id"])
             self.snr = h5["snr"][:] if "snr" in h5 else None
             self.n = len(self.ids)
         except KeyError as exc:
@@ -440,10 +301,7 @@ class PreparedSet(LazyH5Reader):
         h5 = self._file()
         if name not in h5:
             raise KeyError(f"{self.path}: no column {name!r}")
-        data = h5[name][:]
-        if h5py.check_string_dtype(h5[name].dtype):
-            data = np.array([s.decode() if isinstance(s, bytes) else s for s in data], dtype=object)
-        return data
+        return read_strings(h5[name]) if h5py.check_string_dtype(h5[name].dtype) else h5[name][:]
 
     def truth(self) -> dict[str, np.ndarray]:
         """All simulation truth columns (empty for real data)."""

@@ -1,37 +1,43 @@
 """Apply a trained detection run (task ``detect``) to raw strain: GWOSC segments and G2Net folders.
 
-    from astrocnn.gw.apply import predict_gwosc, predict_g2net_dir
+Applications layer: the trainer's inference (:mod:`astrocnn.train`) on the gravitational-wave domain's
+readers and whitening (:mod:`astrocnn.gw`).
+
+    from astrocnn.apps.gwscan import predict_gwosc, predict_g2net_dir
 
     out = predict_gwosc("runs/detect", ["H-H1_LOSC_4_V2-1126259446-32.hdf5", "L-L1_LOSC_4_V2-1126259446-32.hdf5"])
     out["gps_centre"], out["score"]          # one score per 2-s window, 0.25 s apart
     out = predict_g2net_dir("runs/detect", "g2net/")   # id, score, logit (and target where labelled)
 
 Real strain (:func:`predict_gwosc`) is whitened as a whole segment with its OWN noise estimate
-(:func:`~astrocnn.gw.transforms.whiten_long_segment`: median Welch PSD, then the training run's band-pass),
+(:func:`~astrocnn.gw.whitening.whiten_long_segment`: median Welch PSD, then the training run's band-pass),
 resampled to the run's rate, and only then cut into windows of the training length; each window is tapered
 with the training whitener's Tukey window and normalised as the training set was, so a window looks like a
 prepared training sample. G2Net-layout samples (:func:`predict_g2net_dir`) are 2-s series already and go
-through the run's stored whitener (the training PSD), exactly as :func:`~astrocnn.gw.store.prepare_g2net`
+through the run's stored whitener (the training PSD), exactly as :func:`~astrocnn.gw.prepare.prepare_g2net`
 prepared the training set.
 """
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .transforms import Normalize, sliding_windows, tukey, whiten_long_segment
+from astrocnn.core.errors import InputError
+from astrocnn.core.roc import bootstrap_auc
+from astrocnn.gw.events import segments_with_events
+from astrocnn.gw.readers import gwosc_network, load_g2net_samples, read_g2net
+from astrocnn.gw.whitening import Normalize, sliding_windows, tukey, whiten_long_segment
+from astrocnn.train import load_input_transform, load_run, run_network
 
 log = logging.getLogger(__name__)
 
 
 def _load(run, loaded):
-    from ..train import load_run
-
     network, task, config = loaded if loaded is not None else load_run(run)
     if task.name != "detect" or config.input.get("kind") != "strain":
         raise InputError(run, f"a '{task.name}' run; scoring strain needs a 'detect' run trained on a strain set")
@@ -39,9 +45,7 @@ def _load(run, loaded):
 
 
 def _scores(network, task, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    from ..train import _run_network
-
-    out = _run_network(network, task, np.ascontiguousarray(x, dtype=np.float32), batch_size)
+    out = run_network(network, task, np.ascontiguousarray(x, dtype=np.float32), batch_size)
     if not out:
         return {"score": np.zeros(0, np.float32), "logit": np.zeros(0, np.float32)}
     return out
@@ -72,8 +76,6 @@ def predict_gwosc(
     ``score`` (sigmoid of the logit), ``logit``, and ``valid`` (every real detector's samples in the window
     pass the DQ requirement and the window lies clear of the segment's end tapers).
     """
-    from .readers import gwosc_network
-
     network, task, config = _load(run, loaded)
     pre = config.input.get("preprocessing") or {}
     wcfg = pre.get("whitener") or {}
@@ -125,21 +127,17 @@ def predict_g2net_dir(
     on_error : ``"fail"`` (default) raises :class:`InputError` at the first unreadable sample; ``"skip"``
         gives it NaN scores and its reason in ``error``, and scores the rest.
     """
-    from ..train import load_preprocess, strain_whitener
-    from .readers import read_g2net
-    from .store import load_rows_checked
-
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     network, task, config = _load(run, loaded)
-    module = strain_whitener(config, load_preprocess(run))
+    module = load_input_transform(run, (network, task, config))
     index = read_g2net(directory, split=split)
     n = int(config.input["length"])
     score = np.full(len(index), np.nan, np.float32)
     logit = np.full(len(index), np.nan, np.float32)
     error = np.full(len(index), "", dtype=object)
     for lo in range(0, len(index), batch_size):
-        raw, good, bad = load_rows_checked(index.paths[lo:lo + batch_size], max(1, int(workers)), on_error)
+        raw, good, bad = load_g2net_samples(index.paths[lo:lo + batch_size], max(1, int(workers)), on_error)
         for i, problem in bad:
             error[lo + i] = problem
         if not good:
@@ -158,12 +156,6 @@ def predict_g2net_dir(
     return {"id": np.asarray(index.ids, dtype=object), "path": np.array([str(p) for p in index.paths], dtype=object),
             "score": score, "logit": logit, "target": np.asarray(index.target),
             "snr": np.asarray(index.snr, dtype=np.float64), "error": error}
-
-
-#: GWTC catalogue merger times (GPS) of a few events whose GWOSC files users meet first; used to say
-#: whether the top-scoring window of a file holds the event.
-KNOWN_EVENTS = {"GW150914": 1126259462.4, "GW151012": 1128678900.44, "GW151226": 1135136350.6,
-                "GW170104": 1167559936.6, "GW170814": 1186741861.5, "GW170817": 1187008882.4}
 
 
 def event_report(run: str | os.PathLike, paths: Sequence[str | os.PathLike], gps_event: float, *,
@@ -202,13 +194,8 @@ def real_data_report(run: str | os.PathLike, g2net_dir: str | os.PathLike | None
     Returns ``g2net`` (``n``, ``n_signal``, ``roc_auc`` with its bootstrap ``roc_auc_low``/``roc_auc_high``
     and per-sample ``scores`` {id: [target, score]}; None without both classes or folder) and ``gwosc``
     ({event name: :func:`event_report` plus ``files`` and ``gps_event``} for every group of files sharing
-    a GPS start whose 32 s hold an event of :data:`KNOWN_EVENTS`).
+    a GPS span that holds an event of :data:`~astrocnn.gw.events.KNOWN_EVENTS`).
     """
-    from collections import defaultdict
-    from pathlib import Path
-
-    from .roc import bootstrap_auc
-
     loaded = _load(run, loaded)
     report: dict = {"g2net": None, "gwosc": {}}
     if g2net_dir is not None and Path(g2net_dir).is_dir():
@@ -221,15 +208,7 @@ def real_data_report(run: str | os.PathLike, g2net_dir: str | os.PathLike | None
                                "scores": {str(i): [int(t), round(float(s), 4)]
                                           for i, t, s in zip(g2["id"], y, g2["score"])}}
     if gwosc_dir is not None and Path(gwosc_dir).is_dir():
-        files = defaultdict(list)
-        for p in sorted(Path(gwosc_dir).glob("*.hdf5")):
-            try:  # GWOSC names end in -<GPS start>-<duration>
-                files[int(p.stem.split("-")[-2])].append(p)
-            except (IndexError, ValueError):
-                continue
-        for start, paths in files.items():
-            for name, t_event in KNOWN_EVENTS.items():
-                if start <= t_event < start + 32:
-                    report["gwosc"][name] = {"files": [p.name for p in paths], "gps_event": t_event,
-                                             **event_report(run, paths, t_event, step_s=step_s, loaded=loaded)}
+        for name, (t_event, paths) in segments_with_events(Path(gwosc_dir).glob("*.hdf5")).items():
+            report["gwosc"][name] = {"files": [p.name for p in paths], "gps_event": t_event,
+                                     **event_report(run, paths, t_event, step_s=step_s, loaded=loaded)}
     return report

@@ -1,5 +1,8 @@
 """The ``astrocnn`` command: a thin layer over the Python API.
 
+Applications layer, the top of the house: each subcommand parses its options and calls one function of the
+API; nothing here computes anything.
+
 ``create_parser()`` builds the parser and ``main(argv=None) -> int`` runs it, so tests call
 ``main([...])``. Errors about user input end with a one-line message and exit status 2, no traceback.
 """
@@ -11,14 +14,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
-from .errors import AstrocnnError, InputError
+from astrocnn.version import __version__
+from astrocnn.core.errors import AstrocnnError, InputError
 
 log = logging.getLogger("astrocnn")
 
 
 def _classes(text: str) -> list[str]:
-    from .spectra.spectrum import CLASS_NAMES
+    from astrocnn.spectra.spectrum import CLASS_NAMES
 
     names = [c.strip().lower() for c in text.split(",") if c.strip()]
     aliases = {"quasar": "qso", "galaxies": "galaxy", "stars": "star", "qsos": "qso"}
@@ -29,14 +32,8 @@ def _classes(text: str) -> list[str]:
     return names
 
 
-def create_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astrocnn", description="1D CNNs for astronomical spectra and strain.")
-    p.add_argument("--version", action="version", version=f"astrocnn {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    # simulate ------------------------------------------------------------------------------------
+def _add_simulate(sub) -> None:
+    """``astrocnn simulate``."""
     sim = sub.add_parser("simulate", help="simulate a data set")
     sim_sub = sim.add_subparsers(dest="what", required=True)
     s = sim_sub.add_parser("spectra", help="a BOSS-like survey of quasars, galaxies and stars, prepared for training")
@@ -58,7 +55,9 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--positive-fraction", type=float, default=0.5)
     s.add_argument("--workers", type=int, default=None)
 
-    # prepare -------------------------------------------------------------------------------------
+
+def _add_prepare(sub) -> None:
+    """``astrocnn prepare``."""
     prep = sub.add_parser("prepare", help="turn real files into a prepared set")
     prep_sub = prep.add_subparsers(dest="what", required=True)
     s = prep_sub.add_parser("sdss", help="SDSS spec / spec-lite FITS files or folders of them")
@@ -71,7 +70,7 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="skip bad files and list them in FILE.rejects.csv (default), or stop at the first")
-    _resume_options(s)
+    _rerun_options(s)
 
     s = prep_sub.add_parser("g2net", help="a G2Net-layout folder: whiten, band-pass and store for training")
     s.add_argument("directory", type=Path)
@@ -82,9 +81,11 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="skip unreadable samples and list them in FILE.rejects.csv (default), or stop at the first")
-    _resume_options(s)
+    _rerun_options(s)
 
-    # baseline ------------------------------------------------------------------------------------
+
+def _add_baseline(sub) -> None:
+    """``astrocnn baseline``."""
     base = sub.add_parser("baseline", help="classical reference methods")
     base_sub = base.add_subparsers(dest="what", required=True)
     s = base_sub.add_parser("gw", help="coincident matched filter with an aligned-spin IMRPhenomD template bank")
@@ -104,13 +105,17 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=None, help="fit a seeded random subset of this many spectra")
     s.add_argument("--out", type=Path, default=None, help="metrics JSON")
 
-    # show ----------------------------------------------------------------------------------------
+
+def _add_show(sub) -> None:
+    """``astrocnn show``."""
     s = sub.add_parser("show", help="plot a prepared spectrum with its lines marked")
     s.add_argument("file", type=Path)
     s.add_argument("--index", type=int, nargs="+", default=[0])
     s.add_argument("--out", type=Path, default=None, help="PNG to write (default: FILE-<index>.png)")
 
-    # train / evaluate / predict ----------------------------------------------------------------------
+
+def _add_train_and_apply(sub) -> None:
+    """``astrocnn train | evaluate | predict | bench``."""
     s = sub.add_parser("train", help="train the paper's network on a prepared set")
     s.add_argument("task", choices=("redshift", "classify", "detect"))
     s.add_argument("--data", type=Path, required=True, help="prepared set (.h5)")
@@ -133,6 +138,9 @@ def create_parser() -> argparse.ArgumentParser:
                         "safe against kill -9) and end as an uninterrupted run would; give the same data and "
                         "settings (a difference is refused, naming it). A finished run is left as it is; a folder "
                         "with no saved state starts a new run, so a requeued job can always pass --resume")
+    s.add_argument("--force", action="store_true",
+                   help="replace the run already in --out (without --resume or --force, a folder holding a run is "
+                        "refused and left as it is)")
 
     s = sub.add_parser("evaluate", help="score a trained run on a prepared set")
     s.add_argument("run", type=Path)
@@ -153,13 +161,29 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
     s.add_argument("--out", type=Path, default=Path("bench.json"))
 
-    # demo ----------------------------------------------------------------------------------------
+
+def _add_demo(sub) -> None:
+    """``astrocnn demo``."""
     s = sub.add_parser("demo", help="the main job on built-in simulated data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
     s.add_argument("--n", type=int, default=None, help="objects to simulate")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--gw-n", type=int, default=3000, help="strain samples for the detection part (0 = leave it out)")
     s.add_argument("--gw-minutes", type=float, default=2.0, help="training time of the detection part")
+
+
+def create_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astrocnn", description="1D CNNs for astronomical spectra and strain.")
+    p.add_argument("--version", action="version", version=f"astrocnn {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_simulate(sub)
+    _add_prepare(sub)
+    _add_baseline(sub)
+    _add_show(sub)
+    _add_train_and_apply(sub)
+    _add_demo(sub)
     return p
 
 
@@ -175,7 +199,7 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _resume_options(s: argparse.ArgumentParser) -> None:
+def _rerun_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--force", action="store_true",
                    help="prepare again even if OUT is up to date, discarding the parts of an interrupted run")
     s.add_argument("--part-size", type=int, default=None, metavar="N",
@@ -208,15 +232,15 @@ def _quiet_lightning() -> None:
 
 def _cmd_simulate(args) -> int:
     if args.what == "gw":
-        from .gw.simulate import simulate_g2net
+        from astrocnn.gw.simulate import simulate_g2net
 
         out = simulate_g2net(args.n, args.seed, args.out, snr_median=args.snr_median, snr_sigma=args.snr_sigma,
                              approximant=args.approximant, positive_fraction=args.positive_fraction,
                              workers=args.workers)
         print(f"{out}: {args.n} samples")
         return 0
-    from .spectra.pipeline import simulate_prepared
-    from .spectra.spectrum import CLASS_NAMES
+    from astrocnn.spectra.prepare import simulate_prepared
+    from astrocnn.spectra.spectrum import CLASS_NAMES
 
     report = simulate_prepared(args.n, args.seed, args.out, classes=args.classes or CLASS_NAMES,
                                sdss_dir=args.sdss_dir, workers=args.workers)
@@ -228,14 +252,14 @@ def _cmd_simulate(args) -> int:
 
 def _cmd_prepare(args) -> int:
     if args.what == "g2net":
-        from .gw.store import prepare_g2net
+        from astrocnn.gw.prepare import prepare_g2net
 
         out = prepare_g2net(args.directory, args.out, whitener=args.whitener, workers=args.workers,
                             on_error=args.on_error, force=args.force, **_part_size(args))
         print(out)
         return 0
-    from .spectra.pipeline import prepare_sdss
-    from .spectra.preprocess import PreprocessConfig
+    from astrocnn.spectra.prepare import prepare_sdss
+    from astrocnn.spectra.preprocess import PreprocessConfig
 
     config = PreprocessConfig() if args.min_coverage is None else PreprocessConfig(min_coverage=args.min_coverage)
     report = prepare_sdss(args.inputs, args.out, catalog=args.catalog, label_column=args.label_column,
@@ -249,14 +273,14 @@ def _part_size(args) -> dict:
     if args.part_size is None:
         return {}
     if args.part_size < 1:
-        from .errors import InputError
+        from astrocnn.core.errors import InputError
 
         raise InputError(None, f"--part-size must be at least 1, got {args.part_size}")
     return {"part_size": args.part_size}
 
 
 def _cmd_show(args) -> int:
-    from .spectra.showcase import show_prepared
+    from astrocnn.spectra.plots import show_prepared
 
     out = show_prepared(args.file, args.index, args.out)
     print(out)
@@ -266,7 +290,7 @@ def _cmd_show(args) -> int:
 def _train_config(args):
     import yaml
 
-    from .config import RunConfig, default_config
+    from astrocnn.core.config import RunConfig, default_config
 
     sections: dict = {}
     if args.config is not None:
@@ -289,7 +313,7 @@ def _train_config(args):
     try:
         return default_config(args.task, **sections)
     except (TypeError, ValueError) as exc:
-        from .errors import InputError
+        from astrocnn.core.errors import InputError
 
         raise InputError(args.config, str(exc)) from exc
 
@@ -297,13 +321,13 @@ def _train_config(args):
 def _cmd_train(args) -> int:
     import json
 
-    from .train import train
+    from astrocnn.train import train
 
     _quiet_lightning()
-    result = train(args.task, args.data, args.out, _train_config(args), resume=args.resume)
+    result = train(args.task, args.data, args.out, _train_config(args), resume=args.resume, force=args.force)
     if result is not None:
         m = result.metrics
-        key = {"redshift": "frac_dv_lt_6000", "classify": "accuracy", "detect": "roc_auc"}[args.task]
+        key = result.monitor
         print(f"{result.run_dir}: best epoch {result.best_epoch} of {result.epochs}; "
               f"test {key} = {m.get(key, float('nan')):.4f} (n = {m.get('n')}); {result.wall_s:.0f} s")
         print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
@@ -313,7 +337,7 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     import json
 
-    from .train import evaluate
+    from astrocnn.train import evaluate
 
     if args.out is None:
         metrics = evaluate(args.run, args.data)
@@ -324,7 +348,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .predict import predict_inputs
+    from astrocnn.apps.predict import predict_inputs
 
     _, rows = predict_inputs(args.run, args.inputs, args.out, batch_size=args.batch_size, workers=args.workers,
                              on_error=args.on_error)
@@ -338,7 +362,7 @@ def _cmd_baseline(args) -> int:
 
     if args.what == "redshift":
         return _baseline_redshift(args)
-    from .gw.matched_filter import baseline_metrics
+    from astrocnn.gw.baseline import baseline_metrics
 
     m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples)
     print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
@@ -348,8 +372,8 @@ def _cmd_baseline(args) -> int:
 def _baseline_redshift(args) -> int:
     import json
 
-    from .io import write_text_atomic
-    from .spectra.templatefit import QuasarTemplates, build_templates, evaluate_templatefit
+    from astrocnn.core.io import write_text_atomic
+    from astrocnn.spectra.templatefit import QuasarTemplates, build_templates, evaluate_templatefit
 
     if args.templates is not None and args.templates.exists():
         templates = QuasarTemplates.load(args.templates)
@@ -367,7 +391,7 @@ def _baseline_redshift(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import format_table, run_bench
+    from astrocnn.apps.bench import format_table, run_bench
 
     result = run_bench(args.out, quick=args.quick)
     print(format_table(result))
@@ -376,7 +400,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from astrocnn.apps.demo import run_demo
 
     _quiet_lightning()
 

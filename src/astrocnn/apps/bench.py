@@ -1,8 +1,10 @@
 """``astrocnn bench``: how fast this machine runs the networks, the data path and the simulators.
 
+Applications layer.
+
 Python API::
 
-    from astrocnn.bench import run_bench, format_table
+    from astrocnn.apps.bench import run_bench, format_table
 
     result = run_bench("bench.json")            # full run, a few minutes
     table = format_table(result)               # a text table for the terminal
@@ -17,10 +19,10 @@ What is measured, in one process on this machine (torch threads = all usable cor
   median of several repeats after warm-up.
 - FLOPs per sample of each variant (see :func:`network_flops`), the GFLOP/s achieved, and the machine's
   float32 matrix-multiply rate (``torch.mm`` of 2048 x 2048) for comparison.
-- the training data loader (:func:`astrocnn.data.make_loader`) reading a temporary prepared HDF5 set;
+- the training data loader (:func:`astrocnn.train.loader.make_loader`) reading a temporary prepared HDF5 set;
 - the spectra simulator (:func:`~astrocnn.spectra.simulate.simulate_survey`) and the GW simulator
   (:func:`~astrocnn.gw.simulate.simulate_sample`), samples/s on one core;
-- ``predict`` from SDSS spec-lite FITS files (:func:`astrocnn.predict.predict_inputs`) with an untrained
+- ``predict`` from SDSS spec-lite FITS files (:func:`astrocnn.apps.predict.predict_inputs`) with an untrained
   run folder (the speed does not depend on the weights).
 
 Benchmarks are noisy on a shared machine; ratios measured in one run are what to compare.
@@ -44,11 +46,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .io import write_text_atomic
-from .models.cnn import CNN, CNNConfig, Network, he_uniform_
-from .models.fftconv import _fast_size
-from .config import DETECT_MODEL
-from .models.heads import RegressionHead
+from astrocnn.apps.predict import predict_inputs
+from astrocnn.core.config import DETECT_MODEL, DataConfig, default_config
+from astrocnn.core.errors import MissingDependency
+from astrocnn.core.io import write_text_atomic
+from astrocnn.core.parallel import default_workers
+from astrocnn.gw.simulate import simulate_sample
+from astrocnn.models.cnn import CNN, CNNConfig, Network, he_uniform_
+from astrocnn.models.fftconv import fast_size
+from astrocnn.models.heads import ScalarHead
+from astrocnn.spectra.dataset import SpectraSet, SpectraWriter
+from astrocnn.spectra.prepare import simulate_prepared
+from astrocnn.spectra.preprocess import Prepared, PreprocessConfig
+from astrocnn.spectra.simulate import simulate_survey
+from astrocnn.spectra.spectrum import CLASS_NAMES
+from astrocnn.tasks import make_task
+from astrocnn.train import build_network, save_weights
+from astrocnn.train.loader import make_loader
+from astrocnn.train.runs import CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +79,6 @@ def fft_flops(n: int) -> float:
 @dataclass
 class BenchSizes:
     """How much work each measurement does (``quick`` and full runs differ only here)."""
-
     infer_batch: int = 256
     train_batch: int = 64
     warmup: int = 2
@@ -107,12 +121,12 @@ def conv_flops(cin: int, cout: int, k: int, lout: int) -> int:
 def fft_conv_flops(cin: int, cout: int, k: int, lin: int, batch: int = 1) -> float:
     """Estimated FLOPs per sample of :func:`~astrocnn.models.fftconv.fft_conv1d` (forward).
 
-    With ``n`` the FFT length used (``_fast_size(lin)``) and ``n_f = n // 2 + 1`` bins: ``cin`` real FFTs
+    With ``n`` the FFT length used (``fast_size(lin)``) and ``n_f = n // 2 + 1`` bins: ``cin`` real FFTs
     of the input, ``cout`` inverse FFTs, the weights' ``cin * cout`` FFTs shared by the ``batch``, and the
     spectral products: 8 real FLOPs per complex multiply-add (6 per product when ``cin == 1``, where
     nothing is summed), each per bin.
     """
-    n = _fast_size(lin)
+    n = fast_size(lin)
     nf = n // 2 + 1
     f = fft_flops(n)
     mix = (6 if cin == 1 else 8) * cin * cout * nf
@@ -170,9 +184,6 @@ def matmul_gflops(n: int = 2048, warmup: int = 2, repeats: int = 7) -> float:
 
 def _spectral_network(fft_min_kernel: int) -> tuple[Network, Callable, Callable, int]:
     """The paper's spectral network with the default redshift head; returns (net, make_target, loss, outputs)."""
-    from .config import default_config
-    from .tasks import make_task
-
     cfg = CNNConfig(fft_min_kernel=fft_min_kernel)
     task = make_task(default_config("redshift").task)
     body = CNN(cfg)
@@ -190,7 +201,7 @@ def _gw_network(fft_min_kernel: int) -> tuple[Network, Callable, Callable, int]:
     """The GW network (:data:`GW_MODEL`) with one logit, trained with binary cross-entropy."""
     cfg = CNNConfig(**GW_MODEL, fft_min_kernel=fft_min_kernel)
     body = CNN(cfg)
-    net = he_uniform_(Network(body, RegressionHead(body.features)))
+    net = he_uniform_(Network(body, ScalarHead(body.features)))
 
     def target(b: int, g: torch.Generator) -> torch.Tensor:
         return (torch.rand(b, generator=g) < 0.5).float()
@@ -203,7 +214,6 @@ def _gw_network(fft_min_kernel: int) -> tuple[Network, Callable, Callable, int]:
 
 class _Variant:
     """One network variant ready to time: an inference call and a training step on fixed random data."""
-
     def __init__(self, build: Callable[[int], tuple], fft_min_kernel: int, sizes: BenchSizes):
         torch.manual_seed(0)
         self.net, make_target, self.loss_fn, self.head_outputs = build(fft_min_kernel)
@@ -305,9 +315,6 @@ def bench_simulate_spectra(n: int) -> float:
     Warm-up first: each class's first objects set up templates (~0.5 s in all), which would otherwise
     dominate a short timing (steady state is a few ms per object).
     """
-    from .spectra.simulate import simulate_survey
-    from .spectra.spectrum import CLASS_NAMES
-
     for cls in CLASS_NAMES:
         list(simulate_survey(5, 12345, classes=(cls,)))
     list(simulate_survey(20, 12346))
@@ -318,8 +325,6 @@ def bench_simulate_spectra(n: int) -> float:
 
 def bench_simulate_gw(n: int) -> float:
     """GW samples simulated per second on one core (:func:`simulate_sample`, after warm-up samples)."""
-    from .gw.simulate import simulate_sample
-
     for i in range(6):  # negatives and positives: the noise and waveform code set things up on first use
         simulate_sample(12345, i, positive_fraction=float(i % 2))
     t0 = time.perf_counter()
@@ -331,16 +336,13 @@ def bench_simulate_gw(n: int) -> float:
 def _tile_set(src: Path, out: Path, rows: int) -> None:
     """A prepared set of ``rows`` rows made by repeating the rows of ``src`` (the loader's speed does not
     depend on what the spectra are, and simulating thousands would dominate the benchmark)."""
-    from .spectra.preprocess import Prepared, PreprocessConfig
-    from .store import PreparedSet, PreparedWriter
-
-    with PreparedSet(src) as s:
+    with SpectraSet(src) as s:
         data = s.read(np.arange(len(s)), fields=("flux", "ivar"))
         z, cls, ids = s.z, s.cls, s.ids
         pre = PreprocessConfig(**json.loads(s.attrs.get("preprocess", "{}")))
         grid, names = s.grid, s.class_names
         n = len(s)
-    with PreparedWriter(out, grid, preprocess=pre, source="bench", class_names=names) as w:
+    with SpectraWriter(out, grid, preprocess=pre, source="bench", class_names=names) as w:
         for i in range(rows):
             j = i % n
             p = Prepared(flux=data["flux"][j], ivar=data["ivar"][j], coverage=1.0, snr=1.0, mean=0.0, std=1.0)
@@ -350,14 +352,9 @@ def _tile_set(src: Path, out: Path, rows: int) -> None:
 def bench_loader(path: Path, epochs: int, batch_size: int = 64) -> float:
     """Samples/s through the training data loader (default :class:`DataConfig`: its worker count, batch 64),
     median over epochs after a first (warm-up) epoch that starts the worker processes."""
-    from .config import DataConfig, default_config
-    from .data import make_loader
-    from .store import PreparedSet
-    from .tasks import make_task
-
     cfg = default_config("redshift")
     task = make_task(cfg.task)
-    store = PreparedSet(path)
+    store = SpectraSet(path)
     rows = np.arange(len(store))
     loader = make_loader(store, rows, task, DataConfig(), batch_size=batch_size, train=True, seed=0)
     rates = []
@@ -373,12 +370,8 @@ def bench_loader(path: Path, epochs: int, batch_size: int = 64) -> float:
 
 def _untrained_run(run_dir: Path, prepared: Path) -> None:
     """A run folder ``predict`` accepts: default redshift configuration, fresh weights, the set's grid."""
-    from .config import default_config
-    from .store import PreparedSet
-    from .train import CONFIG_FILE, build_network, save_weights
-
     cfg = default_config("redshift")
-    with PreparedSet(prepared) as s:
+    with SpectraSet(prepared) as s:
         cfg.input = {"grid": json.loads(s.grid.to_json()), "length": int(s.grid.n),
                      "preprocess": json.loads(s.attrs.get("preprocess", "{}")), "class_names": list(s.class_names)}
         cfg.model.length = int(s.grid.n)
@@ -391,8 +384,6 @@ def _untrained_run(run_dir: Path, prepared: Path) -> None:
 
 def bench_predict(run_dir: Path, files: list[Path], out_csv: Path) -> float:
     """Spectrum files per second through :func:`predict_inputs` (read, preprocess, network, CSV)."""
-    from .predict import predict_inputs
-
     t0 = time.perf_counter()
     _, rows = predict_inputs(run_dir, files, out_csv)
     dt = time.perf_counter() - t0
@@ -463,20 +454,19 @@ def run_bench(out_json: str | os.PathLike | None, quick: bool = False, *, sizes:
         result["simulate_spectra_per_s"] = bench_simulate_spectra(sizes.sim_spectra)
         try:
             result["simulate_gw_per_s"] = bench_simulate_gw(sizes.sim_gw)
-        except ImportError as exc:  # lalsuite is optional
+        except MissingDependency as exc:  # lalsuite is optional
             log.warning("bench: GW simulation skipped (%s)", exc)
             result["simulate_gw_per_s"] = None
         lap("simulators")
 
         with tempfile.TemporaryDirectory(prefix="astrocnn-bench-") as tmp:
             tmp = Path(tmp)
-            from .spectra.pipeline import _default_workers, simulate_prepared
 
             log.info("bench: simulating %d spectra as FITS files", sizes.fits_files)
             t0 = time.perf_counter()
             simulate_prepared(sizes.fits_files, 7, tmp / "small.h5", sdss_dir=tmp / "sdss")
             result["simulate_prepared_fits_per_s"] = sizes.fits_files / (time.perf_counter() - t0)
-            result["simulate_prepared_workers"] = _default_workers()
+            result["simulate_prepared_workers"] = default_workers()
             lap("simulate_fits")
 
             log.info("bench: data loader over %d rows", sizes.loader_rows)

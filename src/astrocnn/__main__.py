@@ -1,0 +1,6 @@
+"""``python -m astrocnn``: the ``astrocnn`` command."""
+import sys
+
+from astrocnn.apps.cli import main
+
+sys.exit(main())
