@@ -5,6 +5,8 @@ the task (:class:`TaskConfig`, including what the task learned from the training
 statistics), the data handling (:class:`DataConfig`) and the optimisation (:class:`TrainConfig`). It is
 written to ``config.yaml`` in the run folder and embedded in every checkpoint, and is read back with
 ``yaml.safe_load`` only: a configuration is data, never code.
+
+Core layer: knows no domain, no task and no trainer.
 """
 from __future__ import annotations
 

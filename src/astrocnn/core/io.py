@@ -3,6 +3,8 @@
 Write failures (disk full, file-size or quota limits, permissions) become :class:`OutputError` with one
 line naming the file and the problem; the temporary file is removed and a file that already had the
 final name is left as it was.
+
+Core layer: knows no domain, no task and no trainer.
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ Rules:
   full disk) leaves only the folder, which the next run with the same arguments continues from.
 - ``OUT`` records a fingerprint of its inputs and settings (attribute ``input_fingerprint``): running the
   same command again when ``OUT`` is up to date does nothing (``force=True`` prepares it again).
+
+Core layer: knows no domain, no task and no trainer.
 """
 from __future__ import annotations
 

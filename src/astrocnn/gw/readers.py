@@ -2,6 +2,8 @@
 
 Each reader turns a file into arrays; nothing downstream sees HDF5 attributes or mask bits. Bad input raises
 :class:`~astrocnn.core.errors.InputError` with one line naming the file and the problem.
+
+Gravitational-wave domain, on the core.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Networks: the paper's 1D CNN, its output heads, and FFT convolution for long kernels."""
+"""Networks: the paper's 1D CNN, its output heads, and FFT convolution for long kernels.
+
+Core layer (the models): knows no domain, no task and no trainer.
+"""
 from astrocnn.models.cnn import CNN, CNNConfig, Network, he_uniform_
 from astrocnn.models.fftconv import FFTConv1d, fft_conv1d
 from astrocnn.models.heads import BinnedRegressionHead, ClassificationHead, ScalarHead

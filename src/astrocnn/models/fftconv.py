@@ -8,6 +8,8 @@ pair is a few operations per frequency bin, independent of ``k``.
 bias) and the same parameters (``weight`` of shape ``(out_channels, in_channels, kernel_size)`` and
 ``bias`` of shape ``(out_channels,)``), so state dicts interchange between the two. Dilation and groups
 are not supported (the networks here do not use them); asking for them raises.
+
+Core layer (the models): knows no domain, no task and no trainer.
 """
 from __future__ import annotations
 

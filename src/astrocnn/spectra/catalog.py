@@ -5,6 +5,8 @@ spectrum; Z is the adopted redshift, Z_VI the visual-inspection one, Z_PIPE the 
 those of PCA and QuasarNET; CLASS_PERSON is the visual class code; -1 marks "no value" in the Z columns.
 A DR16Q-like catalogue of a simulated survey adds OBJ_CLASS ("QSO", "GALAXY", "STAR") because it also
 lists non-quasars.
+
+Spectra domain, on the core.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The wavelength grid every prepared spectrum lives on."""
+"""The wavelength grid every prepared spectrum lives on.
+
+Spectra domain, on the core.
+"""
 from __future__ import annotations
 
 import json

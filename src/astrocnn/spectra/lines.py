@@ -1,4 +1,7 @@
-"""Rest-frame vacuum wavelengths (Angstrom) of the lines the tool simulates and marks on plots."""
+"""Rest-frame vacuum wavelengths (Angstrom) of the lines the tool simulates and marks on plots.
+
+Spectra domain, on the core.
+"""
 from __future__ import annotations
 
 #: Lines seen in quasar spectra (broad lines, plus the narrow [OIII] doublet).

@@ -3,6 +3,8 @@
 Bits 0-15 are fibre-level flags: they can be set along a whole fibre whose data are perfectly usable
 (seen on real BOSS and legacy files: up to 99.7% of a good quasar's pixels carry one). Only the
 pixel-level bits below mark pixels to drop; ivar <= 0 is always dropped as well.
+
+Spectra domain, on the core.
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ A spectrum on its own sampling becomes ``flux`` and ``ivar`` on a :class:`LogLam
 
 A spectrum with too little coverage or zero variance is rejected with a reason, never normalised
 into NaNs.
+
+Spectra domain, on the core.
 """
 from __future__ import annotations
 

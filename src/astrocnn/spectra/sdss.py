@@ -18,6 +18,8 @@ Speed: ``astropy.io.fits`` needs ~40 ms per BOSS spec-lite file, because turning
 into a table costs far more than the data. :func:`read_spectrum` therefore parses the FITS structure
 itself (headers, then only the bytes of the columns it needs), ~1 ms per file; the tests check that it
 gives the same arrays as astropy on every real file we have. Writers use astropy.
+
+Spectra domain, on the core.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""One spectrum at its native sampling, as a reader or the simulator produces it."""
+"""One spectrum at its native sampling, as a reader or the simulator produces it.
+
+Spectra domain, on the core.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

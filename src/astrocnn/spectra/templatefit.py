@@ -70,6 +70,8 @@ linear combination of eigenspectra reproduces, plus the odd spectrum at S/N ~ 1 
 
 :func:`evaluate_templatefit` measures accuracy and single-core speed on a prepared set;
 ``scripts/bench_templatefit.py`` runs the whole comparison.
+
+Spectra domain, on the core.
 """
 from __future__ import annotations
 

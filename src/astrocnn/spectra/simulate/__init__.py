@@ -10,6 +10,8 @@ target samples), ``star`` (A-M dwarfs, white dwarfs), ``sky`` (airglow, OH, tell
 ``instrument`` (BOSS and SDSS-I/II line-spread, throughput, noise, calibration errors, masks) and ``survey``
 (the mixture of objects and the per-object random streams). ``diagnostics`` measures composites and the
 forest transmission of simulated sets.
+
+Spectra domain (the simulator), on the core.
 """
 from astrocnn.spectra.simulate.survey import DEFAULT_CLASS_FRACTIONS, QSO_Z_COMPONENTS, TRUTH_COLUMNS, simulate_object, simulate_survey
 

@@ -4,6 +4,8 @@ Everything is computed on one *model grid*: the BOSS native sampling, log10(lamb
 to 4.0170 in steps of 1e-4 dex (4641 pixels, 3573-10399 A, 69 km/s per pixel). Objects are built on it in
 the observed frame (their rest wavelengths are ``wave / (1 + z)``); the SDSS-I/II legacy grid is a slice of
 it, so one model serves both instruments.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 They return numbers and arrays (no plotting) so a benchmark or a test can compare the simulation with the
 literature: the Vanden Berk et al. (2001) composite and the Becker et al. (2013) mean Ly-alpha transmission.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Dust attenuation curves: SMC for quasars, Calzetti for galaxies."""
+"""Dust attenuation curves: SMC for quasars, Calzetti for galaxies.
+
+Spectra domain (the simulator), on the core.
+"""
 from __future__ import annotations
 
 import numpy as np

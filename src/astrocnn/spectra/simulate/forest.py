@@ -12,6 +12,8 @@
 - Metal systems: MgII (W_r(2796) > 0.3 A, dn/dz ~ 0.8, exponential W* = 0.7 A; Nestor et al. 2005) with FeII
   and MgI, and CIV (W_r(1548) > 0.2 A, dn/dz ~ 1.2, W* = 0.4 A); doublet ratios follow from optical depths
   2:1 through a curve of growth, so strong systems saturate.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

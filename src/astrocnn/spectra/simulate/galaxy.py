@@ -22,6 +22,8 @@ Emission lines: Case-B Balmer ratios (H-alpha/H-beta 2.863, H-gamma 0.468, H-del
 log [OIII]/Hb = 0.61/(x - 0.05) + 1.05 +- 0.15, so log [OIII]/Hb has mean ~ -0.2 and spread ~ 0.35),
 [OIII] 4960:5008 = 1:2.98, [NII] 6550:6585 = 1:3, density-dependent [OII] and [SII] doublet ratios, Calzetti
 dust with E(B-V)_gas = E(B-V)_stars / 0.44. ELGs are [OII]-dominated (low metallicity, high EW).
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ The noise model is calibrated on public BOSS and SDSS spec files: the variance p
 flux, ``k(lambda)``, is what their ``ivar`` and ``sky`` columns show: ~0.3 at 3600 A, 0.08 at 3900 A,
 0.027 at 5000 A, a bump at the dichroic (~6000 A), 0.016 at 8000 A, rising again beyond 9300 A. This makes the
 blue end far noisier than a flat-throughput simulation, as in real coadds.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

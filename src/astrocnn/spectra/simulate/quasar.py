@@ -28,6 +28,8 @@ falling for brighter quasars as L^-0.8 (Temple et al. 2021), with 0.2 dex scatte
 
 BALs: troughs at 0-29,000 km/s blueward of CIV, SiIV, NV, Ly-alpha and OVI (depth ratios fixed per ion);
 LoBALs add AlIII, CII and MgII troughs at the lower velocities of the trough.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ Hill & Van Vleck rotational ladder of the OH X^2Pi state, rotational populations
 Honl-London factors; band strengths, the [OI]/Na/Hg line fluxes and the continuum were matched (least squares)
 to the sky spectra of public BOSS spec files (plates 6001, 7338-7340), where the model reproduces the bright
 line positions to a fraction of a pixel.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ cooler stars), a Balmer jump in A/F stars and absorption lines whose strengths f
 - white dwarfs: DA (pressure-broadened Balmer lines tens of A wide) and DB (broad He I lines).
 
 Equivalent widths are typical values for dwarfs of solar metallicity (approx.), not fits to a library.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ Design choices (documented defaults, all overridable through ``class_fractions``
   that S/N follows from magnitude, redshift and the noise model: quasars S/N ~ 1-30 per pixel with a median
   of ~3-4, bright low-z quasars with visible hosts, faint high-z ones; Main galaxies 10-30; CMASS/LRG 3-6;
   ELG continua below 1 with strong lines.
+
+Spectra domain (the simulator), on the core.
 """
 from __future__ import annotations
 
