@@ -1,7 +1,8 @@
 """The ``astrocnn`` command: a thin layer over the Python API.
 
 Applications layer, the top of the house: each subcommand parses its options and calls one function of the
-API; nothing here computes anything.
+API; nothing here computes anything. Subcommands import what they run when they run, so ``astrocnn --help``
+answers without loading torch.
 
 ``create_parser()`` builds the parser and ``main(argv=None) -> int`` runs it, so tests call
 ``main([...])``. Errors about user input end with a one-line message and exit status 2, no traceback.
@@ -9,6 +10,7 @@ API; nothing here computes anything.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -273,8 +275,6 @@ def _part_size(args) -> dict:
     if args.part_size is None:
         return {}
     if args.part_size < 1:
-        from astrocnn.core.errors import InputError
-
         raise InputError(None, f"--part-size must be at least 1, got {args.part_size}")
     return {"part_size": args.part_size}
 
@@ -294,10 +294,9 @@ def _train_config(args):
 
     sections: dict = {}
     if args.config is not None:
-        base = RunConfig.load(args.config).to_dict()  # validates the file, names it in errors
+        RunConfig.load(args.config)  # validates the file, names it in errors
         raw = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
         sections = {k: dict(raw[k]) for k in ("task", "model", "data", "train") if raw.get(k)}
-        del base
     train = sections.setdefault("train", {})
     for flag, key in (("max_epochs", "max_epochs"), ("max_minutes", "max_minutes"), ("patience", "patience"),
                       ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"), ("devices", "devices"),
@@ -313,14 +312,10 @@ def _train_config(args):
     try:
         return default_config(args.task, **sections)
     except (TypeError, ValueError) as exc:
-        from astrocnn.core.errors import InputError
-
         raise InputError(args.config, str(exc)) from exc
 
 
 def _cmd_train(args) -> int:
-    import json
-
     from astrocnn.train import train
 
     _quiet_lightning()
@@ -335,8 +330,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    import json
-
     from astrocnn.train import evaluate
 
     if args.out is None:
@@ -358,8 +351,6 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_baseline(args) -> int:
-    import json
-
     if args.what == "redshift":
         return _baseline_redshift(args)
     from astrocnn.gw.baseline import baseline_metrics
@@ -370,8 +361,6 @@ def _cmd_baseline(args) -> int:
 
 
 def _baseline_redshift(args) -> int:
-    import json
-
     from astrocnn.core.io import write_text_atomic
     from astrocnn.spectra.templatefit import QuasarTemplates, build_templates, evaluate_templatefit
 

@@ -25,6 +25,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.strategies import DDPStrategy
 
 from astrocnn.core.config import RunConfig, default_config
 from astrocnn.core.errors import InputError
@@ -47,8 +48,6 @@ def _strategy(tc) -> Any:
         return "auto"
     if tc.strategy != "auto":
         return tc.strategy
-    from pytorch_lightning.strategies import DDPStrategy
-
     # spawned processes work from the CLI, from scripts and from pytest alike ("ddp" re-runs sys.argv)
     return DDPStrategy(start_method="spawn", find_unused_parameters=False)
 
