@@ -182,7 +182,7 @@ def test_binned_head_decodes_its_own_targets():
     task = make_task(TaskConfig(name="redshift", z_min=0.0, z_max=6.0, n_bins=500, label_sigma=0.0))
     z = torch.tensor([0.0, 0.3, 1.7, 2.9, 5.49], dtype=torch.float64)
     y = torch.log1p(z)
-    pos = (y - task.y_lo) / task.width
+    pos = (y - task.bins.y_lo) / task.bins.width
     log_prob = torch.full((5, 500), -30.0, dtype=torch.float64)
     log_prob[torch.arange(5), pos.long()] = 0.0
     offset = pos[:, None] - (torch.arange(500, dtype=torch.float64) + 0.5)[None, :]

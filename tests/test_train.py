@@ -307,3 +307,23 @@ def test_ddp_two_processes_match_one(tiny_set, tmp_path):
     for key in ("frac_dv_lt_6000", "frac_dv_lt_12000"):
         assert m2[key] == pytest.approx(m1[key], abs=1e-6)
     assert m2["median_abs_dv_kms"] == pytest.approx(m1["median_abs_dv_kms"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_classify_redshift_gives_class_and_redshift_from_one_network(tiny_set, tmp_path):
+    """The two-headed task: the class as the classifier gives it, and a redshift for every class (stars at
+    z ~ 0, below the quasar and galaxy ranges, with room for negative velocities)."""
+    base = tiny_config("redshift", max_epochs=8)
+    cfg = default_config("classify_redshift", model=base.model.to_dict(), data={"num_workers": 0, "eval_batch_size": 64},
+                         train={**base.train.__dict__}, task={"n_bins": 100, "z_max": 3.5})
+    assert cfg.task.z_min == pytest.approx(-0.005) and cfg.task.classes == ["qso", "galaxy", "star"]
+    result = train("classify_redshift", tiny_set, tmp_path / "j", cfg)
+    m = result.metrics
+    assert m["accuracy"] > 0.9 and set(m) >= {"z_qso", "z_galaxy", "z_star", "confusion"}
+    assert m["z_star"]["frac_dv_lt_1000"] > 0.5  # 100 bins over -0.005..3.5 are 4200 km/s wide; offsets refine
+    out = predict_set(tmp_path / "j", tiny_set)
+    assert {"class", "prob", "z", "z_conf"} <= set(out) and np.allclose(out["prob"].sum(axis=1), 1.0, atol=1e-5)
+    stars = out["class"] == "star"
+    assert np.median(np.abs(out["z"][stars])) < 0.005
+    header = (tmp_path / "j" / "test_predictions.csv").read_text().splitlines()[0]
+    assert header == "row,id,cls_true,cls_pred,p_qso,p_galaxy,p_star,z_true,z_pred,z_conf"

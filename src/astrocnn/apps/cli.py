@@ -119,7 +119,7 @@ def _add_show(sub) -> None:
 def _add_train_and_apply(sub) -> None:
     """``astrocnn train | evaluate | predict | bench``."""
     s = sub.add_parser("train", help="train the paper's network on a prepared set")
-    s.add_argument("task", choices=("redshift", "classify", "detect"))
+    s.add_argument("task", choices=("redshift", "classify", "detect", "classify_redshift"))
     s.add_argument("--data", type=Path, required=True, help="prepared set (.h5)")
     s.add_argument("--out", type=Path, required=True, help="run folder to write")
     s.add_argument("--config", type=Path, default=None, help="YAML with any of the sections task/model/data/train")

@@ -23,11 +23,13 @@ from astrocnn.core.io import write_text_atomic
 from astrocnn.core.metrics import DEFAULT_Z_BINS
 from astrocnn.models.cnn import CNNConfig
 
-TASKS = ("redshift", "classify", "detect")
+TASKS = ("redshift", "classify", "detect", "classify_redshift")
 REDSHIFT_HEADS = ("bins", "mse")
 SCHEDULES = ("cosine", "cosine_time", "constant", "plateau")
 INPUTS = ("flux", "mask", "strain")
 DEFAULT_SNR_BINS = (0.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0)
+#: lower redshift edge of the classify_redshift task's bins: -1500 km/s, room for stars' radial velocities
+CLASSIFY_REDSHIFT_Z_MIN = -0.005
 
 #: Network defaults of the "detect" task, for (3, 4096) strain (H1, L1, V1; 2 s at 2048 Hz). The paper's
 #: kernels (500, 200, 10 pixels on 4618 spectral pixels) are "reshaped" to what a 2-s chirp in the
@@ -54,9 +56,11 @@ def _from_dict(cls, d: Mapping[str, Any] | None, where: str):
 class TaskConfig:
     """What is learned and how it is scored.
 
-    name : ``"redshift"``, ``"classify"`` or ``"detect"`` (gravitational-wave detection on strain sets).
+    name : ``"redshift"``, ``"classify"``, ``"classify_redshift"`` (class and redshift from one network with
+        two heads) or ``"detect"`` (gravitational-wave detection on strain sets).
     classes : classify: the classes to separate, in output order (default quasar and galaxy as in the
         paper; add ``"star"`` for three classes). Rows of other classes are left out of the data.
+        classify_redshift: likewise (default quasar, galaxy and star).
         redshift: the classes whose rows are used (default quasars only; ``None`` = every row with a z).
     head : redshift only: ``"bins"`` (our default: cross-entropy over ``n_bins`` bins of log(1+z) plus
         an in-bin offset) or ``"mse"`` (the paper's: one output, MSE on standardised log(1+z)).
@@ -92,10 +96,11 @@ class TaskConfig:
         if self.name not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.name!r}")
         if self.classes == ["__default__"]:
-            self.classes = {"classify": ["qso", "galaxy"], "detect": None}.get(self.name, ["qso"])
+            self.classes = {"classify": ["qso", "galaxy"], "detect": None,
+                            "classify_redshift": ["qso", "galaxy", "star"]}.get(self.name, ["qso"])
         if self.classes is not None:
             self.classes = [str(c) for c in self.classes]
-        if self.name == "classify" and (self.classes is None or len(self.classes) < 2):
+        if self.name in ("classify", "classify_redshift") and (self.classes is None or len(self.classes) < 2):
             raise ValueError(f"classification needs at least two classes, got {self.classes}")
         if self.head not in REDSHIFT_HEADS:
             raise ValueError(f"redshift head must be one of {REDSHIFT_HEADS}, got {self.head!r}")
@@ -282,6 +287,9 @@ def default_config(task: str = "redshift", /, **sections: Mapping[str, Any]) -> 
     if task == "detect":
         d["model"] = dict(DETECT_MODEL)
         d["data"] = {"inputs": ["strain"]}
+    if task == "classify_redshift":
+        # stars sit at z ~ 0 with radial velocities of either sign
+        d["task"]["z_min"] = CLASSIFY_REDSHIFT_Z_MIN
     for name, values in sections.items():
         d.setdefault(name, {}).update(values)
     d["task"]["name"] = task

@@ -4,7 +4,7 @@ Core layer (the models): knows no domain, no task and no trainer.
 """
 from astrocnn.models.cnn import CNN, CNNConfig, Network, he_uniform_
 from astrocnn.models.fftconv import FFTConv1d, fft_conv1d
-from astrocnn.models.heads import BinnedRegressionHead, ClassificationHead, ScalarHead
+from astrocnn.models.heads import BinnedRegressionHead, ClassAndBinsHead, ClassificationHead, ScalarHead
 
 __all__ = [
     "CNN",
@@ -16,4 +16,5 @@ __all__ = [
     "ScalarHead",
     "ClassificationHead",
     "BinnedRegressionHead",
+    "ClassAndBinsHead",
 ]

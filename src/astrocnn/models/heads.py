@@ -5,6 +5,8 @@ Core layer (the models know no domain and no task; the tasks choose their head).
 - :class:`ScalarHead` : one linear output: the paper's redshift head (trained with MSE) and the
   gravitational-wave detector's logit (trained with binary cross-entropy).
 - :class:`ClassificationHead` : the paper's classifier, ``n_classes`` outputs through ``LogSoftmax``.
+- :class:`ClassAndBinsHead` : both on the same features: class log-probabilities and the binned redshift
+  head's two outputs, for networks that give a class and a redshift at once.
 - :class:`BinnedRegressionHead` : our addition for redshifts: log-probabilities over fine bins of the
   target (trained with cross-entropy) plus, per bin, the offset of the target inside that bin (trained
   with a regression loss on the true bin only). Deciding *which* bin is a classification, which learns the
@@ -59,3 +61,17 @@ class BinnedRegressionHead(nn.Module):
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         return self.log_softmax(self.logits(h)), self.offset(h)
+
+
+class ClassAndBinsHead(nn.Module):
+    """``(batch, features) -> (class log_prob (batch, n_classes), z log_prob (batch, n_bins), offset (batch, n_bins))``:
+    a :class:`ClassificationHead` and a :class:`BinnedRegressionHead` side by side."""
+
+    def __init__(self, features: int, n_classes: int, n_bins: int):
+        super().__init__()
+        self.classes = ClassificationHead(features, n_classes)
+        self.bins = BinnedRegressionHead(features, n_bins)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        log_prob, offset = self.bins(h)
+        return self.classes(h), log_prob, offset

@@ -22,11 +22,13 @@ from astrocnn.spectra.dataset import SpectraSet
 from astrocnn.tasks.base import Task, class_names_of
 from astrocnn.tasks.classify import ClassifyTask
 from astrocnn.tasks.detect import DetectTask
+from astrocnn.tasks.joint import ClassifyRedshiftTask
 from astrocnn.tasks.redshift import RedshiftTask
 from astrocnn.tasks.spectral import SpectraTask
 
 #: task name -> class
-TASKS: dict[str, type[Task]] = {"redshift": RedshiftTask, "classify": ClassifyTask, "detect": DetectTask}
+TASKS: dict[str, type[Task]] = {"redshift": RedshiftTask, "classify": ClassifyTask, "detect": DetectTask,
+                                 "classify_redshift": ClassifyRedshiftTask}
 #: prepared-set kind -> reader
 DATASETS = {"spectra": SpectraSet, "strain": StrainSet}
 #: either kind of prepared set
@@ -50,4 +52,5 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
 
 
 __all__ = ["TASKS", "DATASETS", "Dataset", "Task", "SpectraTask", "RedshiftTask", "ClassifyTask", "DetectTask",
+           "ClassifyRedshiftTask",
            "make_task", "open_dataset", "class_names_of"]

@@ -17,6 +17,51 @@ from astrocnn.models.heads import BinnedRegressionHead, ScalarHead
 from astrocnn.tasks.spectral import SpectraTask, class_lookup
 
 
+class RedshiftBins:
+    """The binned log(1+z) head's arithmetic: ``n_bins`` bins uniform in ``y = log(1 + z)`` between
+    ``log(1 + z_min)`` and ``log(1 + z_max)``; a cross-entropy smeared over neighbouring bins plus the offset of
+    the target inside the bin (see :class:`~astrocnn.core.config.TaskConfig`), and the decoding of both
+    outputs into ``z`` and a confidence ``z_conf``. Shared by every task with a binned redshift head."""
+
+    def __init__(self, config: TaskConfig):
+        self.config = config
+        self.n = config.n_bins
+        self.y_lo = math.log1p(config.z_min)
+        self.y_hi = math.log1p(config.z_max)
+        self.width = (self.y_hi - self.y_lo) / config.n_bins
+
+    def loss(self, log_prob: torch.Tensor, offset: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss for targets ``y = log(1 + z)`` (batch,)."""
+        n = self.n
+        pos = ((target - self.y_lo) / self.width).clamp(0.0, n - 1e-4)  # position in bin units
+        true_bin = pos.long()
+        centres = torch.arange(n, device=target.device, dtype=target.dtype) + 0.5
+        dist = pos[:, None] - centres[None, :]  # offset of the target from every bin centre, in bins
+        sigma = self.config.label_sigma
+        if sigma > 0:
+            soft = torch.exp(-0.5 * (dist / sigma) ** 2)
+            soft = soft / soft.sum(dim=1, keepdim=True)
+            ce = -(soft * log_prob).sum(dim=1)
+        else:
+            ce = F.nll_loss(log_prob, true_bin, reduction="none")
+        near = (torch.arange(n, device=target.device)[None, :] - true_bin[:, None]).abs() <= self.config.offset_window
+        off = F.smooth_l1_loss(offset, dist, reduction="none", beta=0.5) * near
+        return ce + self.config.offset_weight * off.sum(dim=1) / near.sum(dim=1)
+
+    def decode(self, log_prob: torch.Tensor, offset: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``z`` (float64) at the most probable bin plus its offset; ``z_conf``, the probability within +-2 bins."""
+        prob = log_prob.exp()
+        best = prob.argmax(dim=1)
+        off = offset.gather(1, best[:, None])[:, 0].clamp(-3.0, 3.0)
+        y = self.y_lo + (best.double() + 0.5 + off.double()) * self.width
+        # probability within +-2 bins of the answer: a confidence the catalogue user can cut on
+        cum = torch.nn.functional.pad(prob.cumsum(dim=1), (1, 0))
+        lo = (best - 2).clamp(min=0)
+        hi = (best + 3).clamp(max=self.n)
+        conf = cum.gather(1, hi[:, None])[:, 0] - cum.gather(1, lo[:, None])[:, 0]
+        return {"z": torch.expm1(y), "z_conf": conf}
+
+
 class RedshiftTask(SpectraTask):
     """Redshift regression on log(1+z), with the paper's MSE head or our binned head (see :class:`TaskConfig`).
 
@@ -32,13 +77,11 @@ class RedshiftTask(SpectraTask):
 
     def __init__(self, config: TaskConfig):
         super().__init__(config)
-        self.y_lo = math.log1p(config.z_min)
-        self.y_hi = math.log1p(config.z_max)
-        self.width = (self.y_hi - self.y_lo) / config.n_bins
+        self.bins = RedshiftBins(config)
 
     @property
     def bin_width_kms(self) -> float:
-        return C_KMS * self.width
+        return C_KMS * self.bins.width
 
     def rows(self, z, cls, class_names):
         if z is None:
@@ -74,21 +117,7 @@ class RedshiftTask(SpectraTask):
             mean, std = self._standardise()
             return (output - (target - mean) / std) ** 2
         log_prob, offset = output
-        n = self.config.n_bins
-        pos = ((target - self.y_lo) / self.width).clamp(0.0, n - 1e-4)  # position in bin units
-        true_bin = pos.long()
-        centres = torch.arange(n, device=target.device, dtype=target.dtype) + 0.5
-        dist = pos[:, None] - centres[None, :]  # offset of the target from every bin centre, in bins
-        sigma = self.config.label_sigma
-        if sigma > 0:
-            soft = torch.exp(-0.5 * (dist / sigma) ** 2)
-            soft = soft / soft.sum(dim=1, keepdim=True)
-            ce = -(soft * log_prob).sum(dim=1)
-        else:
-            ce = F.nll_loss(log_prob, true_bin, reduction="none")
-        near = (torch.arange(n, device=target.device)[None, :] - true_bin[:, None]).abs() <= self.config.offset_window
-        off = F.smooth_l1_loss(offset, dist, reduction="none", beta=0.5) * near
-        return ce + self.config.offset_weight * off.sum(dim=1) / near.sum(dim=1)
+        return self.bins.loss(log_prob, offset, target)
 
     def decode(self, output):
         if self.config.head == "mse":
@@ -96,16 +125,7 @@ class RedshiftTask(SpectraTask):
             y = output.double() * std + mean
             return {"z": torch.expm1(y)}
         log_prob, offset = output
-        prob = log_prob.exp()
-        best = prob.argmax(dim=1)
-        off = offset.gather(1, best[:, None])[:, 0].clamp(-3.0, 3.0)
-        y = self.y_lo + (best.double() + 0.5 + off.double()) * self.width
-        # probability within +-2 bins of the answer: a confidence the catalogue user can cut on
-        cum = torch.nn.functional.pad(prob.cumsum(dim=1), (1, 0))
-        lo = (best - 2).clamp(min=0)
-        hi = (best + 3).clamp(max=self.config.n_bins)
-        conf = cum.gather(1, hi[:, None])[:, 0] - cum.gather(1, lo[:, None])[:, 0]
-        return {"z": torch.expm1(y), "z_conf": conf}
+        return self.bins.decode(log_prob, offset)
 
     def metrics(self, pred, target, full=True):
         z_true = np.expm1(np.asarray(target, dtype=np.float64))
