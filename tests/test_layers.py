@@ -17,8 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "astrocnn"
 #: layer of each part; parts on one layer may not import each other
 LAYERS = {
     "astrocnn.version": 0, "astrocnn.models": 1, "astrocnn.core": 2,
-    "astrocnn.spectra": 3, "astrocnn.gw": 3, "astrocnn.tasks": 4, "astrocnn.train": 5, "astrocnn.apps": 6,
-    "astrocnn.__main__": 7, "astrocnn": 7,  # the package itself: the front door, which nothing inside imports
+    "astrocnn.spectra": 3, "astrocnn.gw": 3, "astrocnn.tasks": 4, "astrocnn.train": 5, "astrocnn.zoo": 6,
+    "astrocnn.apps": 7,
+    "astrocnn.__main__": 8, "astrocnn": 8,  # the package itself: the front door, which nothing inside imports
 }
 #: functions allowed past the length limit, with the reason (each also states it in its own body)
 LONG_FUNCTIONS = {"observe", "simulate_quasar", "simulate_object", "build_templates", "fit_redshift"}

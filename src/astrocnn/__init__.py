@@ -51,6 +51,15 @@ import logging
 
 from astrocnn.version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_model", "list_models"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str):
+    # the ready-made models on first use only: `import astrocnn` stays instant
+    if name in ("load_model", "list_models"):
+        from astrocnn import zoo
+
+        return getattr(zoo, name)
+    raise AttributeError(f"module 'astrocnn' has no attribute {name!r}")

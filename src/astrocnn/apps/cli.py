@@ -149,15 +149,21 @@ def _add_train_and_apply(sub) -> None:
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--out", type=Path, default=None, help="metrics.json to write (plots go beside it)")
 
-    s = sub.add_parser("predict", help="apply a trained run to SDSS files, folders or prepared sets")
-    s.add_argument("run", type=Path)
-    s.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    s = sub.add_parser("predict", help="apply a ready-made model (--model sdss) or a trained run to SDSS files, "
+                                       "folders, prepared sets, G2Net folders or GWOSC files",
+                       usage="astrocnn predict (--model NAME | RUN) INPUT... --out CSV [options]")
+    s.add_argument("paths", nargs="+", type=Path, metavar="RUN_OR_INPUT",
+                   help="with --model, the inputs; without, a run folder (or weights file) and then the inputs")
+    s.add_argument("--model", default=None, metavar="NAME",
+                   help="a ready-made model ('astrocnn models' lists them; NAME@HASH pins one; or a model folder)")
     s.add_argument("--out", type=Path, required=True, help="predictions CSV")
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="give an input that cannot be used a row with the reason in 'error' (default), or stop "
                         "at the first such input with exit status 2 and no predictions file")
+
+    sub.add_parser("models", help="list the ready-made models: name, version, pinned name, task, card")
 
     s = sub.add_parser("bench", help="measure throughputs on this machine (conv direct vs FFT, loader, simulators, predict)")
     s.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
@@ -341,12 +347,26 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from astrocnn.apps.predict import predict_inputs
+    from astrocnn.apps.predict import predict_inputs, predict_with_model
 
-    _, rows = predict_inputs(args.run, args.inputs, args.out, batch_size=args.batch_size, workers=args.workers,
-                             on_error=args.on_error)
+    if args.model is not None:
+        _, rows = predict_with_model(args.model, args.paths, args.out, workers=args.workers, on_error=args.on_error)
+    else:
+        if len(args.paths) < 2:
+            raise InputError(None, "give a run folder and at least one input, or --model NAME and the inputs")
+        _, rows = predict_inputs(args.paths[0], args.paths[1:], args.out, batch_size=args.batch_size,
+                                 workers=args.workers, on_error=args.on_error)
     n_err = sum(1 for r in rows if r[-1])
     print(f"{args.out}: {len(rows) - n_err} predictions, {n_err} inputs could not be used")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from astrocnn.zoo import list_models
+
+    for info in list_models():
+        card = info.card()
+        print(f"{info.name}\t{info.version}\t{info.name}@{info.hash}\t{card.meta.get('task', '')}\t{info.path / 'card.md'}")
     return 0
 
 
@@ -399,7 +419,8 @@ def _cmd_demo(args) -> int:
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo,
-             "baseline": _cmd_baseline, "bench": _cmd_bench, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+             "baseline": _cmd_baseline, "bench": _cmd_bench, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+             "models": _cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

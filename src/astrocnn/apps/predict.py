@@ -19,19 +19,16 @@ import numpy as np
 from astrocnn.apps.gwscan import predict_g2net_dir, predict_gwosc
 from astrocnn.core.errors import InputError
 from astrocnn.core.h5sets import is_prepared_set
-from astrocnn.core.parallel import default_workers, map_ordered
+from astrocnn.core.parallel import default_workers
 from astrocnn.gw.readers import read_gwosc
-from astrocnn.spectra.prepare import prepare_files
-from astrocnn.spectra.sdss import find_spec_files
+from astrocnn.spectra.prepare import prepare_file_batches, walk_inputs
 from astrocnn.tasks import Task, open_dataset
 from astrocnn.train import load_run, predict_arrays, predict_rows
 from astrocnn.train.runs import write_table
+from astrocnn.zoo import load_model
+from astrocnn.zoo.sdss import format_rows
 
 log = logging.getLogger(__name__)
-
-#: spectrum files read per job of a worker process
-FILES_PER_JOB = 64
-
 
 class _Table:
     """The predictions table as it grows: rows in input order, error rows for what cannot be used."""
@@ -72,9 +69,7 @@ def _predict_files(table: _Table, files: list[Path], loaded: tuple, batch_size: 
     """Spectrum files read and preprocessed in worker processes, predicted in batches, rows in file order."""
     task = loaded[1]
     preprocessing = task.input_transform(loaded[2])
-    jobs = [([(f, None) for f in files[s:s + FILES_PER_JOB]], preprocessing.grid, preprocessing.config)
-            for s in range(0, len(files), FILES_PER_JOB)]
-    for result in map_ordered(prepare_files, jobs, workers):
+    for result in prepare_file_batches(files, preprocessing, workers):
         if table.on_error == "fail":
             bad = next((r for r in result if r.prepared is None), None)
             if bad is not None:
@@ -94,18 +89,13 @@ def _predict_files(table: _Table, files: list[Path], loaded: tuple, batch_size: 
 
 def _predict_spectra(table: _Table, inputs: list[Path], loaded: tuple, batch_size: int, workers: int) -> None:
     # consecutive spectrum files are read together in worker processes; rows keep the inputs' order
-    pending: list[Path] = []
-    for item in inputs:
-        if item.suffix in (".h5", ".hdf5") or not item.exists():
-            _predict_files(table, pending, loaded, batch_size, workers)
-            pending = []
-        if not item.exists():
+    for kind, item in walk_inputs(inputs):
+        if kind == "files":
+            _predict_files(table, item, loaded, batch_size, workers)
+        elif kind == "missing":
             table.add_error(item.name, str(item), "no such file or folder")
-        elif item.suffix in (".h5", ".hdf5"):
-            table.add_prepared_set(item, loaded, batch_size)
         else:
-            pending += find_spec_files([item])
-    _predict_files(table, pending, loaded, batch_size, workers)
+            table.add_prepared_set(item, loaded, batch_size)
 
 
 def _predict_strain(table: _Table, run, inputs: list[Path], loaded: tuple, batch_size: int) -> None:
@@ -186,3 +176,17 @@ def predict_inputs(
     n_err = sum(1 for r in table.rows if r[-1])
     log.info("predicted %d inputs, %d could not be used", len(table.rows) - n_err, n_err)
     return table.columns, table.rows
+
+
+def predict_with_model(model: str | os.PathLike, inputs: Iterable[str | os.PathLike], out: str | os.PathLike | None = None,
+                       *, workers: int | None = None, on_error: str = "skip") -> tuple[list[str], list[list[str]]]:
+    """``astrocnn predict --model NAME``: a ready-made model (:mod:`astrocnn.zoo`) on files, folders and prepared
+    sets. Returns ``(columns, rows)`` and, with ``out``, writes them as CSV atomically (not with
+    ``on_error="fail"`` when an input cannot be used: then :class:`InputError` names it)."""
+    table = load_model(model).predict([Path(p) for p in inputs], workers=workers, on_error=on_error)
+    columns, rows = format_rows(table)
+    if out is not None:
+        write_table(out, columns, rows)
+    n_err = sum(1 for r in rows if r[-1])
+    log.info("%s: %d spectra, %d inputs could not be used", table.meta["model"], len(rows) - n_err, n_err)
+    return columns, rows

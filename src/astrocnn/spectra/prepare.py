@@ -14,7 +14,7 @@ import os
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from astrocnn.core.parts import (DEFAULT_PART_SIZE, FINGERPRINT_ATTR, PrepareRep
 from astrocnn.spectra.catalog import join_catalog, read_catalog, write_catalog
 from astrocnn.spectra.dataset import FORMAT_VERSION, SpectraSet, SpectraWriter
 from astrocnn.spectra.grid import PAPER_GRID, LogLambdaGrid
-from astrocnn.spectra.preprocess import Prepared, PreprocessConfig, preprocess
+from astrocnn.spectra.preprocess import Prepared, Preprocessing, PreprocessConfig, preprocess
 from astrocnn.spectra.sdss import find_spec_files, read_spectrum, spec_filename, write_spec_lite
 from astrocnn.spectra.spectrum import CLASS_NAMES, class_index
 from astrocnn.version import __version__
@@ -176,6 +176,35 @@ def prepare_files(job: tuple[Sequence[tuple[str | os.PathLike, Mapping[str, Any]
             continue
         rows.append(FileResult(str(path), p, spectrum.id, spectrum.z, spectrum.cls))
     return rows
+
+
+#: spectrum files read per job of a worker process when predicting
+FILES_PER_JOB = 64
+
+
+def walk_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[tuple[str, Any]]:
+    """What a user gave, in order: ``("files", [paths])`` for consecutive spectrum files (folders expanded),
+    ``("set", path)`` for a prepared set (``.h5``/``.hdf5``), ``("missing", path)`` for a path that does not
+    exist."""
+    pending: list[Path] = []
+    for item in map(Path, inputs):
+        if item.suffix in (".h5", ".hdf5") or not item.exists():
+            if pending:
+                yield "files", pending
+                pending = []
+            yield ("set" if item.exists() else "missing"), item
+        else:
+            pending += find_spec_files([item])
+    if pending:
+        yield "files", pending
+
+
+def prepare_file_batches(files: Sequence[Path], preprocessing: Preprocessing, workers: int
+                         ) -> Iterator[list[FileResult]]:
+    """Files read and preprocessed in worker processes, :data:`FILES_PER_JOB` at a time, in file order."""
+    jobs = [([(f, None) for f in files[s:s + FILES_PER_JOB]], preprocessing.grid, preprocessing.config)
+            for s in range(0, len(files), FILES_PER_JOB)]
+    yield from map_ordered(prepare_files, jobs, workers)
 
 
 def _columns(rows: Sequence[FileResult], grid: LogLambdaGrid) -> dict[str, np.ndarray]:

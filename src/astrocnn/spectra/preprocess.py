@@ -161,3 +161,10 @@ class Preprocessing:
 
     def __call__(self, spectrum: Spectrum) -> Prepared:
         return preprocess(spectrum, self.grid, self.config)
+
+    @classmethod
+    def from_run_input(cls, run_input: dict) -> "Preprocessing":
+        """The preprocessing a run was trained with, from its configuration's ``input`` section (``grid`` and
+        ``preprocess``; the paper's grid and the defaults where absent)."""
+        grid = LogLambdaGrid(**run_input["grid"]) if run_input.get("grid") else PAPER_GRID
+        return cls(grid, PreprocessConfig(**(run_input.get("preprocess") or {})))

@@ -94,6 +94,7 @@ from astrocnn.core.io import atomic_path
 from astrocnn.core.metrics import C_KMS, redshift_metrics
 from astrocnn.spectra.dataset import SpectraSet
 from astrocnn.spectra.grid import PAPER_GRID, LogLambdaGrid
+from astrocnn.spectra.zwarn import ZWarn
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,11 @@ LN10 = float(np.log(10.0))
 FORMAT = "astrocnn-quasar-templates"
 FORMAT_VERSION = 1
 
-#: redrock's ZWARN bits that this fitter can raise.
-ZW_LITTLE_COVERAGE = 1 << 1
-ZW_SMALL_DELTA_CHI2 = 1 << 2
-ZW_Z_FITLIMIT = 1 << 5
-ZW_NODATA = 1 << 9
+#: redrock's ZWARN bits that this fitter can raise (see :class:`~astrocnn.spectra.zwarn.ZWarn`).
+ZW_LITTLE_COVERAGE = int(ZWarn.LITTLE_COVERAGE)
+ZW_SMALL_DELTA_CHI2 = int(ZWarn.SMALL_DELTA_CHI2)
+ZW_Z_FITLIMIT = int(ZWarn.Z_FITLIMIT)
+ZW_NODATA = int(ZWarn.NODATA)
 #: redrock's threshold for SMALL_DELTA_CHI2.
 DELTACHI2_WARN = 9.0
 

@@ -12,8 +12,7 @@ import numpy as np
 
 from astrocnn.core.config import DataConfig, RunConfig
 from astrocnn.core.errors import InputError
-from astrocnn.spectra.grid import LogLambdaGrid
-from astrocnn.spectra.preprocess import Preprocessing, PreprocessConfig
+from astrocnn.spectra.preprocess import Preprocessing
 from astrocnn.tasks.base import Task
 
 
@@ -124,5 +123,4 @@ class SpectraTask(Task):
 
     def input_transform(self, config: RunConfig, arrays: Mapping[str, np.ndarray] | None = None) -> Preprocessing:
         """The run's :class:`~astrocnn.spectra.preprocess.Preprocessing`: its grid and preprocessing settings."""
-        grid = LogLambdaGrid(**config.input["grid"]) if config.input.get("grid") else LogLambdaGrid()
-        return Preprocessing(grid, PreprocessConfig(**(config.input.get("preprocess") or {})))
+        return Preprocessing.from_run_input(config.input)

@@ -20,10 +20,11 @@ folder: weights, history, results), :mod:`~astrocnn.train.loader` (batches for o
     # raw strain: astrocnn.apps.gwscan.predict_gwosc / predict_g2net_dir
 """
 from astrocnn.train.fit import train
-from astrocnn.train.inference import evaluate, predict_arrays, predict_rows, predict_set, run_network
+from astrocnn.train.inference import (evaluate, network_outputs, predict_arrays, predict_rows, predict_set,
+                                      run_network)
 from astrocnn.train.runs import (RESUME_FILE, RunResult, build_network, load_input_transform, load_preprocess,
                                  load_run, read_history, save_weights)
 
-__all__ = ["train", "evaluate", "predict_arrays", "predict_rows", "predict_set", "run_network", "RESUME_FILE",
+__all__ = ["train", "evaluate", "predict_arrays", "predict_rows", "predict_set", "run_network", "network_outputs", "RESUME_FILE",
            "RunResult", "build_network", "load_input_transform", "load_preprocess", "load_run", "read_history",
            "save_weights"]

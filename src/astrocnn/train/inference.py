@@ -39,6 +39,20 @@ def run_network(network: Network, task: Task, x: np.ndarray, batch_size: int) ->
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 
 
+def network_outputs(network: Network, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, ...]:
+    """The network's raw outputs for inputs ``x`` (n, channels, length), undecoded, as numpy arrays (a head
+    with several outputs gives several arrays), in batches, in inference mode."""
+    parts: list[tuple[torch.Tensor, ...]] = []
+    network.eval()
+    with torch.inference_mode():
+        for lo in range(0, x.shape[0], batch_size):
+            out = network(torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size], dtype=np.float32)))
+            parts.append(out if isinstance(out, tuple) else (out,))
+    if not parts:
+        return ()
+    return tuple(torch.cat([p[i] for p in parts]).numpy() for i in range(len(parts[0])))
+
+
 def predict_rows(network: Network, task: Task, config: RunConfig, store, rows: np.ndarray,
                  batch_size: int | None = None, with_target: bool = True):
     """Predictions for ``rows`` of ``store`` (read in sorted chunks). Returns ``(pred, target)``."""

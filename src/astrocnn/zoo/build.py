@@ -1,0 +1,144 @@
+"""Recipes that make the ready-made models from scratch: ``astrocnn zoo build sdss --out DIR``.
+
+Zoo layer. A build simulates its data, trains the model's networks, assembles the model folder
+(:mod:`astrocnn.zoo.registry`), sets the warning thresholds and the redshift-error scale on a calibration
+survey, scores the model on a held-out survey and on the real files beside the repository, and writes the
+card. ``--seeds 1,2,3`` trains the recipe once per training seed and puts the spread of the numbers in the
+card; ``--check CARD`` compares a build with a card's numbers within the card's tolerances. The shipped
+models are what this produced (their cards say the command, the duration and the machine).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrocnn.core.config import default_config
+from astrocnn.core.errors import InputError
+from astrocnn.core.io import write_text_atomic
+from astrocnn.spectra.prepare import simulate_prepared
+from astrocnn.train import train
+
+from astrocnn.version import __version__
+from astrocnn.zoo.decode import Thresholds
+from astrocnn.zoo.evaluate import choose_thresholds, score_model, truth_of, z_err_scale
+from astrocnn.zoo.registry import CARD, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, file_sha256, read_model
+from astrocnn.zoo.sdss import SdssModel, torch_components
+
+log = logging.getLogger(__name__)
+
+CLASSES = ["qso", "galaxy", "star"]
+
+#: the sdss recipe: data (objects, simulation seed), networks (role -> task, configuration sections),
+#: which output answers what, and the targets of the warning flags
+SDSS_RECIPE: dict[str, Any] = {
+    "name": "sdss",
+    "version": "1.0",
+    "data": {"train": (40000, 101), "calibrate": (5000, 103), "heldout": (10000, 102)},
+    "components": {
+        "joint": ("classify_redshift", {"task": {"classes": CLASSES}, "train": {"max_epochs": 12, "patience": 4}}),
+    },
+    "class_output": {"component": "joint", "output": 0},
+    "redshift_outputs": {c: {"component": "joint", "outputs": [1, 2]} for c in CLASSES},
+    "targets": {"max_catastrophic": 0.005, "min_clean": 0.95},
+}
+RECIPES = {"sdss": SDSS_RECIPE}
+
+
+def _simulate(out: Path, recipe: dict, scale: float, workers: int | None) -> dict[str, Path]:
+    paths = {}
+    for part, (n, seed) in recipe["data"].items():
+        paths[part] = out / "data" / f"{part}_{seed}.h5"
+        if not paths[part].exists():
+            simulate_prepared(max(300, int(n * scale)), seed, paths[part], workers=workers)
+    return paths
+
+
+def _train_components(out: Path, recipe: dict, data: Path, seed: int, scale: float) -> dict[str, Path]:
+    runs = {}
+    for role, (task, sections) in recipe["components"].items():
+        sections = {k: dict(v) for k, v in sections.items()}
+        tr = sections.setdefault("train", {})
+        tr.update(seed=seed, progress_bar=False)
+        if scale < 1:
+            tr["max_epochs"] = max(1, int(round(tr.get("max_epochs", 15) * scale)))
+        runs[role] = out / "runs" / f"{role}-seed{seed}"
+        train(task, data, runs[role], default_config(task, **sections), force=True)
+    return runs
+
+
+def assemble(model_dir: Path, recipe: dict, runs: dict[str, Path], extra: dict[str, Any]) -> Path:
+    """The model folder: each component's best weights under a name carrying their hash, and the manifest."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    components = {}
+    for role, run in runs.items():
+        digest = file_sha256(run / "best.safetensors")
+        name = f"{role}-{digest[:12]}.safetensors"
+        shutil.copyfile(run / "best.safetensors", model_dir / name)
+        components[role] = {"file": name, "sha256": digest}
+    manifest = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "name": recipe["name"],
+                "version": recipe["version"], "kind": "sdss", "classes": CLASSES, "components": components,
+                "class_output": recipe["class_output"], "redshift_outputs": recipe["redshift_outputs"], **extra}
+    write_text_atomic(model_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return model_dir
+
+
+def calibrate(model_dir: Path, recipe: dict, calibration: Path) -> dict[str, Any]:
+    """Warning thresholds and the z_err scale, set on the calibration survey and written into the manifest."""
+    info = read_model(model_dir)
+    model = SdssModel(info, torch_components(info))
+    raw = model.answers_for_set(calibration)
+    truth = truth_of(calibration)
+    thresholds, achieved = choose_thresholds(raw, truth, Thresholds(), **recipe["targets"])
+    qso = (truth["class"] == "qso") & (raw["class"] == "qso")
+    scale = z_err_scale(raw["z"][qso], raw["z_err"][qso] / model.z_err_scale, truth["z"][qso])
+    manifest = dict(info.manifest, thresholds=asdict(thresholds), z_err_scale=scale)
+    write_text_atomic(model_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return {"thresholds": asdict(thresholds), "z_err_scale": scale, "on_calibration": achieved}
+
+
+def heldout_scores(model_dir: Path, heldout: Path) -> dict[str, Any]:
+    """The model's scores on a held-out survey (see :func:`astrocnn.zoo.evaluate.score_model`)."""
+    info = read_model(model_dir)
+    model = SdssModel(info, torch_components(info))
+    raw = model.answers_for_set(heldout)
+    return score_model(raw, truth_of(heldout))
+
+
+def build(name: str, out: str | os.PathLike, *, seeds: tuple[int, ...] = (1,), scale: float = 1.0,
+          workers: int | None = None) -> dict[str, Any]:
+    """Run recipe ``name`` into folder ``out``: ``out/model`` is the model of the first seed, ``out/build.json``
+    what every seed scored. ``scale`` < 1 shrinks the data and epochs (a test of the recipe, not a model)."""
+    if name not in RECIPES:
+        raise InputError(None, f"no recipe {name!r}; recipes: {sorted(RECIPES)}")
+    recipe, out, t0 = RECIPES[name], Path(out), time.time()
+    data = _simulate(out, recipe, scale, workers)
+    per_seed = []
+    for seed in seeds:
+        t_seed = time.time()
+        runs = _train_components(out, recipe, data["train"], seed, scale)
+        model_dir = assemble(out / ("model" if seed == seeds[0] else f"model-seed{seed}"), recipe, runs,
+                             {"training_seed": seed, "astrocnn_version": __version__})
+        cal = calibrate(model_dir, recipe, data["calibrate"])
+        per_seed.append({"seed": seed, "model": str(model_dir), "calibration": cal,
+                         "heldout": heldout_scores(model_dir, data["heldout"]), "seconds": time.time() - t_seed})
+    doc = {"recipe": name, "seeds": list(seeds), "scale": scale, "data": {k: str(v) for k, v in data.items()},
+           "per_seed": per_seed, "seconds": time.time() - t0, "machine": machine()}
+    write_text_atomic(out / "build.json", json.dumps(doc, indent=1, default=float) + "\n")
+    return doc
+
+
+def machine() -> dict[str, Any]:
+    """What ran the build: platform, processor count, torch version and threads."""
+    import torch  # already loaded by training
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "card": CARD}
