@@ -164,6 +164,18 @@ def _add_train_and_apply(sub) -> None:
                         "at the first such input with exit status 2 and no predictions file")
 
     sub.add_parser("models", help="list the ready-made models: name, version, pinned name, task, card")
+    zoo = sub.add_parser("zoo", help="make a ready-made model from scratch with its recipe")
+    zoo_sub = zoo.add_subparsers(dest="what", required=True)
+    s = zoo_sub.add_parser("build", help="simulate, train, calibrate and score a model; write its folder and card")
+    s.add_argument("name", choices=("sdss",))
+    s.add_argument("--out", type=Path, required=True, help="build folder (OUT/model is the model)")
+    s.add_argument("--seeds", default="1", help="training seeds, comma-separated; the card gives their spread")
+    s.add_argument("--scale", type=float, default=1.0, help="shrink data and epochs (< 1: a test of the recipe)")
+    s.add_argument("--real", type=Path, default=Path("../shared/data/sdss"),
+                   help="real spectra with an index.csv of the pipeline's answers, scored in the card (if present)")
+    s.add_argument("--check", type=Path, default=None,
+                   help="a model card: fail (exit 2) unless this build's held-out numbers are within its tolerances")
+    s.add_argument("--workers", type=int, default=None)
 
     s = sub.add_parser("bench", help="measure throughputs on this machine (conv direct vs FFT, loader, simulators, predict)")
     s.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
@@ -370,6 +382,26 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_zoo(args) -> int:
+    from astrocnn.zoo.build import build_card
+    from astrocnn.zoo.cards import check
+    from astrocnn.zoo.registry import ModelCard
+
+    seeds = tuple(int(v) for v in args.seeds.split(","))
+    card_path = build_card(args.name, args.out, seeds=seeds, scale=args.scale, workers=args.workers, real=args.real,
+                           command="astrocnn " + " ".join(sys.argv[1:]))
+    print(card_path)
+    if args.check is not None:
+        built = json.loads((args.out / "build.json").read_text())
+        bad = check(ModelCard.read(args.check), built["per_seed"][0]["heldout"])
+        for line in bad:
+            print(f"astrocnn: outside the card's tolerance: {line}", file=sys.stderr)
+        if bad:
+            return 2
+        print(f"{args.out}: reproduces {args.check} within its tolerances")
+    return 0
+
+
 def _cmd_baseline(args) -> int:
     if args.what == "redshift":
         return _baseline_redshift(args)
@@ -420,7 +452,7 @@ def _cmd_demo(args) -> int:
 
 _COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo,
              "baseline": _cmd_baseline, "bench": _cmd_bench, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-             "models": _cmd_models}
+             "models": _cmd_models, "zoo": _cmd_zoo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

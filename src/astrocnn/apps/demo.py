@@ -31,6 +31,7 @@ from astrocnn.spectra.dataset import SpectraSet
 from astrocnn.spectra.plots import show_prepared
 from astrocnn.spectra.prepare import prepare_sdss, simulate_prepared
 from astrocnn.train import evaluate, train
+from astrocnn.zoo import list_models, load_model
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +209,30 @@ def _real_sdss_lines(out: Path, real: Path) -> list[str]:
             for r in csv.DictReader(fh):
                 truth[Path(r["file"]).name] = r
     (_, zr), (_, cr) = real_rows
+    ready = _ready_made(real)
     lines = ["", f"## Real SDSS spectra in `{real}` (as they come; the networks saw only simulations)", "",
-             "| file | pipeline class | pipeline z | predicted z | predicted class | p(qso) | error |",
-             "|---|---|---|---|---|---|---|"]
+             "Trained here: the redshift and quasar/galaxy networks above. Ready-made: the shipped `sdss` model "
+             f"({ready['model'] if ready else 'not installed'}; class, z, zwarn; zwarn 0 = use it).", "",
+             "| file | pipeline class | pipeline z | trained: z | trained: class | p(qso) | ready-made: class | "
+             "ready-made: z | zwarn | error |", "|---|---|---|---|---|---|---|---|---|---|"]
     for a, b in zip(zr, cr):
         name = Path(a[1]).name
         t = truth.get(name, {})
-        lines.append(f"| {name} | {t.get('cls', '')} | {t.get('z', '')} | {a[2]} | {b[2]} | {b[3]} | {a[-1] or b[-1]} |")
+        r = (ready or {}).get(name, {})
+        lines.append(f"| {name} | {t.get('cls', '')} | {t.get('z', '')} | {a[2]} | {b[2]} | {b[3]} | {r.get('class', '-')} | "
+                     f"{r.get('z', '-')} | {r.get('zwarn', '-')} | {a[-1] or b[-1]} |")
     return lines + ["", "![real](real-sdss.png)"]
+
+
+def _ready_made(real: Path) -> dict | None:
+    """The shipped ``sdss`` model's answers on the real files, by file name (None when no model is shipped)."""
+    if not any(info.name == "sdss" for info in list_models()):
+        return None
+    table = load_model("sdss").predict([real])
+    out: dict = {"model": table.meta["model"]}
+    for row in table:
+        out[Path(str(row["source"])).name] = {"class": row["class"], "z": f"{row['z']:.4f}", "zwarn": int(row["zwarn"])}
+    return out
 
 
 def run_demo(out: str | os.PathLike, n: int | None = None, seed: int = 1, real_sdss: str | os.PathLike | None = None,
