@@ -127,3 +127,20 @@ def test_cli_predict_with_a_model(toy_model, test_data, tmp_path):
                              "snr", "coverage", "error"]
     assert len(rows) > 600 and {r["class"] for r in rows if not r["error"]} <= set(CLASSES)
     assert main(["-q", "predict", str(test_data / "sdss"), "--out", str(tmp_path / "x.csv")]) == 2
+
+
+@pytest.mark.slow
+def test_a_shortened_recipe_reproduces_its_card(tmp_path, test_data, capsys):
+    """`astrocnn zoo build sdss --scale 0.02`: the whole recipe (simulate, train, assemble, calibrate, score,
+    card) at 2% of the data and one epoch, checked against the card three seeds of it made
+    (tests/data/zoo/sdss-short-card.md, its tolerances from their spread). The numbers are a toy's; what is
+    tested is that the recipe runs and reproduces itself."""
+    card = test_data / "zoo" / "sdss-short-card.md"
+    assert main(["-q", "zoo", "build", "sdss", "--out", str(tmp_path), "--scale", "0.02", "--seeds", "1",
+                 "--workers", "1", "--real", str(test_data / "sdss"), "--check", str(card)]) == 0
+    assert "reproduces" in capsys.readouterr().out
+    built = ModelCard.read(tmp_path / "model" / "card.md")
+    assert built.meta["name"] == "sdss" and built.meta["hash"] == find_model(tmp_path / "model").hash
+    assert "Real spectra, as they come" in built.body and "spec-0500-51990-0201" in built.body
+    table = load_model(tmp_path / "model").predict([test_data / "sdss"], workers=1)
+    assert len(table) == 5 and set(table["class"][table["error"] == ""]) <= set(CLASSES)
