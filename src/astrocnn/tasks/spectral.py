@@ -13,7 +13,8 @@ import numpy as np
 from astrocnn.core.config import DataConfig, RunConfig
 from astrocnn.core.errors import InputError
 from astrocnn.spectra.grid import LogLambdaGrid
-from astrocnn.spectra.preprocess import Preprocessing, PreprocessConfig
+from astrocnn.spectra.preprocess import (Preprocessing, config_from_record, files_problem, normalisation_of,
+                                         same_normalisation)
 from astrocnn.tasks.base import Task
 
 
@@ -121,8 +122,20 @@ class SpectraTask(Task):
         n = int(config.input.get("length", config.model.length))
         if store.grid is not None and store.grid.n != n:
             raise InputError(store.path, f"spectra have {store.grid.n} pixels, the model takes {n}")
+        want = config.input.get("preprocess") or {}
+        have = json.loads(store.attrs.get("preprocess", "{}"))
+        if not same_normalisation(want, have):
+            raise InputError(store.path, f"the spectra carry {normalisation_of(have)}, the model was trained on "
+                                         f"{normalisation_of(want)}: prepare them the same way")
 
     def input_transform(self, config: RunConfig, arrays: Mapping[str, np.ndarray] | None = None) -> Preprocessing:
-        """The run's :class:`~astrocnn.spectra.preprocess.Preprocessing`: its grid and preprocessing settings."""
+        """The run's :class:`~astrocnn.spectra.preprocess.Preprocessing`: its grid and preprocessing settings.
+
+        Raises :class:`InputError` (no file named) for a run trained on a flux astrocnn cannot make from a
+        spectrum file (one kept as its files gave it, see :mod:`astrocnn.spectra.arrays`)."""
+        record = config.input.get("preprocess") or {}
+        problem = files_problem(record)
+        if problem:
+            raise InputError(None, problem)
         grid = LogLambdaGrid(**config.input["grid"]) if config.input.get("grid") else LogLambdaGrid()
-        return Preprocessing(grid, PreprocessConfig(**(config.input.get("preprocess") or {})))
+        return Preprocessing(grid, config_from_record(record))
