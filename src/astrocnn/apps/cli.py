@@ -297,9 +297,9 @@ def _cmd_prepare(args) -> int:
 def _prepare_arrays(args) -> int:
     from astrocnn.spectra.arrays import prepare_arrays
 
-    extra = {} if args.min_coverage is None else {"min_coverage": args.min_coverage}
     if args.min_coverage is not None and not 0 <= args.min_coverage <= 1:
         raise InputError(None, f"--min-coverage must lie in [0, 1], got {args.min_coverage}")
+    extra = {} if args.min_coverage is None else {"min_coverage": args.min_coverage}
     report = prepare_arrays(args.inputs, args.out, label_column=args.label_column, cls=args.cls,
                             normalisation=args.normalise, loglam_start=args.loglam_start,
                             loglam_step=args.loglam_step, wavelength=args.wavelength,

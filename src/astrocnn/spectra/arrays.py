@@ -112,7 +112,10 @@ def _merge_kinds(a: str, b: str) -> str:
 
 
 def _missing(kind: str):
-    return "" if kind == "U" else (False if kind == "|b1" else (-1 if np.dtype(kind).kind in "iu" else np.nan))
+    """The value of a column for rows of a file that does not have it."""
+    if kind == "U":
+        return ""
+    return {"b": False, "i": -1, "u": 0}.get(np.dtype(kind).kind, np.nan)
 
 
 def _grid_text(grid: LogLambdaGrid) -> str:
@@ -189,7 +192,8 @@ def iter_csv_values(path: str | os.PathLike, chunk_bytes: int = DEFAULT_CHUNK_BY
                 cut = max(data.rfind(b","), data.rfind(b"\n"))
                 if cut < 0:
                     if len(data) > MAX_VALUE_BYTES:
-                        raise InputError(path, f"{len(data):,} bytes without a comma or a newline: not a CSV of numbers")
+                        raise InputError(path, f"{len(data):,} bytes without a comma or a newline: not a CSV of "
+                                               "numbers")
                     rest = data
                     continue
                 rest = data[cut + 1:]
@@ -407,7 +411,8 @@ class Dr16qFile:
         datasets = {k: v for k, v in h5.items() if isinstance(v, h5py.Dataset)}
         self.fluxes = {k: datasets[k].shape for k in ("flux", "flux_norm") if k in datasets}
         if not self.fluxes:
-            raise InputError(self.path, f"has no flux or flux_norm dataset (it has: {', '.join(sorted(datasets)) or 'none'})")
+            have = ", ".join(sorted(datasets)) or "none"
+            raise InputError(self.path, f"has no flux or flux_norm dataset (it has: {have})")
         name, shape = next(iter(self.fluxes.items()))
         if len(shape) != 2 or shape[0] == 0:
             raise InputError(self.path, f"{name} has shape {shape}, not (spectra, pixels)")
@@ -428,7 +433,8 @@ class Dr16qFile:
             if k not in _ARRAY_DATASETS and d.shape == (self.n,) and kind is not None:
                 self.columns[k] = kind
             elif k not in _ARRAY_DATASETS:
-                log.debug("%s: %s (shape %s, %s) is not a per-spectrum column: left out", self.path, k, d.shape, d.dtype)
+                log.debug("%s: %s (shape %s, %s) is not a per-spectrum column: left out", self.path, k, d.shape,
+                          d.dtype)
 
     def use(self, normalisation: str) -> None:
         """Choose the flux for ``normalisation``: ``flux_norm`` as given, or ``flux`` for astrocnn to normalise."""
@@ -456,10 +462,13 @@ class Dr16qFile:
                 if ds.ndim != 2 or ds.shape[0] != self.n:
                     raise InputError(self.path, f"{name} has shape {ds.shape}, neither one row nor one per spectrum")
                 for lo in range(0, self.n, block_rows):
-                    rows = ds[lo:lo + block_rows]
-                    for i, row in enumerate(rows):
-                        check_on_grid(as_loglam(row, self.path, f"{name} row {lo + i}"), grid, self.path,
-                                      f"{name} row {lo + i}")
+                    rows = as_loglam(ds[lo:lo + block_rows], self.path, name)
+                    if rows.shape[1] != grid.n:
+                        check_on_grid(rows[0], grid, self.path, f"{name} row {lo}")
+                    off = np.abs(rows - grid.loglam).max(axis=1) > GRID_TOLERANCE_PIXELS * grid.step
+                    if off.any():  # the first row off the grid, in words
+                        i = int(np.argmax(off))
+                        check_on_grid(rows[i], grid, self.path, f"{name} row {lo + i}")
 
     def _ids(self, h5: h5py.File, lo: int, hi: int) -> list[str]:
         if all(k in self.columns and self.columns[k] != "U" for k in ("plate", "mjd", "fiberid")):
@@ -485,7 +494,8 @@ class Dr16qFile:
 def _column(ds: h5py.Dataset, lo: int, hi: int, kind: str) -> np.ndarray:
     values = ds[lo:hi]
     if kind == "U":
-        return np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+        return np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values],
+                        dtype=object)
     return np.asarray(values)
 
 
@@ -593,7 +603,8 @@ def _pairs(csvs: Sequence[Path]) -> list[tuple[Path, Path]]:
     fluxes = [p for p in csvs if p.name.lower().startswith("flux")]
     labels = [p for p in csvs if p not in fluxes]
     if not fluxes:
-        raise InputError(csvs[0], "no flux file among the CSV inputs (its name starts with 'flux', e.g. flux-2.8-3.csv)")
+        raise InputError(csvs[0], "no flux file among the CSV inputs (its name starts with 'flux', e.g. "
+                                  "flux-2.8-3.csv)")
     if len(fluxes) == 1 and len(labels) == 1:
         return [(fluxes[0], labels[0])]
 
@@ -619,7 +630,7 @@ def choose_normalisation(sources: Sequence[Dr16qFile | CsvPair], normalisation: 
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
         return normalisation
-    return "given" if all("flux_norm" in getattr(s, "fluxes", {"flux_norm": ()}) for s in sources) else "astrocnn"
+    return "given" if all(isinstance(s, CsvPair) or "flux_norm" in s.fluxes for s in sources) else "astrocnn"
 
 
 def choose_grid(sources: Sequence[Dr16qFile | CsvPair], grid: LogLambdaGrid | None = None,
@@ -646,8 +657,8 @@ def choose_grid(sources: Sequence[Dr16qFile | CsvPair], grid: LogLambdaGrid | No
     grid = grid or PAPER_GRID
     if width != grid.n:
         hint = "" if given else ": give its grid with --loglam-start and --loglam-step, or --wavelength FILE"
-        raise InputError(sources[0].path, f"holds spectra of {width} pixels, {'the grid given' if given else 'the paper grid'}"
-                                          f" has {grid.n}{hint}")
+        which = "the grid given" if given else "the paper grid"
+        raise InputError(sources[0].path, f"holds spectra of {width} pixels, {which} has {grid.n}{hint}")
     return grid
 
 
