@@ -168,8 +168,8 @@ def config_from_record(record: Mapping[str, Any]) -> PreprocessConfig:
 
 def normalisation_of(record: Mapping[str, Any]) -> str:
     """What the flux of a set (or the inputs of a run) with this preprocessing record is, in words:
-    ``"astrocnn's normalisation"`` or e.g. ``"flux_norm as given in dr16q-log-zvi-quasar.h5"``. Two records
-    with the same words describe inputs a network can take interchangeably (file names aside)."""
+    ``"astrocnn's normalisation"`` or e.g. ``"flux_norm as given in dr16q-log-zvi-quasar.h5"`` (whether two
+    records agree is :func:`same_normalisation`'s to say: the file names do not count)."""
     arrays = record.get(ARRAYS_KEY) or {}
     if arrays.get("normalisation", "astrocnn") == "astrocnn":
         return "astrocnn's normalisation"
