@@ -74,6 +74,27 @@ def _add_prepare(sub) -> None:
                    help="skip bad files and list them in FILE.rejects.csv (default), or stop at the first")
     _rerun_options(s)
 
+    s = prep_sub.add_parser("arrays", help="spectra already on a log-wavelength grid: DR16Q-layout HDF5 files like "
+                                           "the paper's, or the workshop's CSV pair (flux-*.csv with zpipe-*.csv)")
+    s.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--label-column", default="z_vi", help="HDF5: the redshift dataset (z_vi, z_pipe, z_dr12q ...)")
+    s.add_argument("--class", dest="cls", choices=("qso", "galaxy", "star"), default=None,
+                   help="class of every spectrum (default: from the file name: quasar, galaxy or star)")
+    s.add_argument("--normalise", choices=("given", "astrocnn"), default=None,
+                   help="'given': the values as the files give them (HDF5: flux_norm; then predict refuses FITS "
+                        "files); 'astrocnn': the flux normalised by astrocnn, zero mean and unit variance per "
+                        "spectrum (HDF5: flux). Default: given when the HDF5 files have flux_norm, and for CSV")
+    s.add_argument("--loglam-start", type=float, default=None, help="log10(wavelength / A) of the first pixel")
+    s.add_argument("--loglam-step", type=float, default=None, help="pixel width in log10 (dex)")
+    s.add_argument("--wavelength", type=Path, default=None,
+                   help="file of the pixel wavelengths (.npy or text; Angstrom or log10), uniform in log10")
+    s.add_argument("--min-coverage", type=float, default=None,
+                   help="fraction of finite pixels below which a spectrum is bad (0.5)")
+    s.add_argument("--skip-bad-rows", action="store_true",
+                   help="leave bad spectra out and list them in OUT.rejects.csv (default: refuse the file)")
+    s.add_argument("--force", action="store_true", help="prepare again even if OUT is up to date")
+
     s = prep_sub.add_parser("g2net", help="a G2Net-layout folder: whiten, band-pass and store for training")
     s.add_argument("directory", type=Path)
     s.add_argument("--out", type=Path, required=True)
@@ -278,6 +299,8 @@ def _cmd_prepare(args) -> int:
                             on_error=args.on_error, force=args.force, **_part_size(args))
         print(out)
         return 0
+    if args.what == "arrays":
+        return _prepare_arrays(args)
     from astrocnn.spectra.prepare import prepare_sdss
     from astrocnn.spectra.preprocess import PreprocessConfig
 
@@ -285,6 +308,20 @@ def _cmd_prepare(args) -> int:
     report = prepare_sdss(args.inputs, args.out, catalog=args.catalog, label_column=args.label_column,
                           class_column=args.class_column, config=config, workers=args.workers,
                           on_error=args.on_error, force=args.force, **_part_size(args))
+    print(report.summary)
+    return 0
+
+
+def _prepare_arrays(args) -> int:
+    from astrocnn.spectra.arrays import prepare_arrays
+
+    if args.min_coverage is not None and not 0 <= args.min_coverage <= 1:
+        raise InputError(None, f"--min-coverage must lie in [0, 1], got {args.min_coverage}")
+    extra = {} if args.min_coverage is None else {"min_coverage": args.min_coverage}
+    report = prepare_arrays(args.inputs, args.out, label_column=args.label_column, cls=args.cls,
+                            normalisation=args.normalise, loglam_start=args.loglam_start,
+                            loglam_step=args.loglam_step, wavelength=args.wavelength,
+                            skip_bad_rows=args.skip_bad_rows, force=args.force, **extra)
     print(report.summary)
     return 0
 

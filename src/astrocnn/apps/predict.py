@@ -67,8 +67,17 @@ class _Table:
 
 def _predict_files(table: _Table, files: list[Path], loaded: tuple, batch_size: int, workers: int) -> None:
     """Spectrum files read and preprocessed in worker processes, predicted in batches, rows in file order."""
+    if not files:
+        return
     task = loaded[1]
-    preprocessing = task.input_transform(loaded[2])
+    try:
+        preprocessing = task.input_transform(loaded[2])
+    except InputError as exc:  # the run's inputs cannot be made from spectrum files: each gets the reason
+        if table.on_error == "skip":
+            log.warning("%d spectrum files not predicted: %s", len(files), exc.problem)
+        for f in files:
+            table.add_error(f.name, str(f), exc.problem)
+        return
     for result in prepare_file_batches(files, preprocessing, workers):
         if table.on_error == "fail":
             bad = next((r for r in result if r.prepared is None), None)

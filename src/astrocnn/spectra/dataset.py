@@ -34,7 +34,7 @@ import numpy as np
 from astrocnn.core.errors import InputError
 from astrocnn.core.h5sets import FORMAT, STR, AtomicH5Writer, LazyH5Reader, chunk_rows, h5_dtype, read_strings
 from astrocnn.spectra.grid import LogLambdaGrid
-from astrocnn.spectra.preprocess import Prepared, PreprocessConfig
+from astrocnn.spectra.preprocess import Prepared, PreprocessConfig, config_from_record
 from astrocnn.spectra.spectrum import CLASS_NAMES, class_index
 from astrocnn.version import __version__
 
@@ -64,7 +64,9 @@ class SpectraWriter(AtomicH5Writer):
     ----------
     path : output file.
     grid : the grid every row lives on.
-    preprocess : the preprocessing configuration used (stored for provenance and for ``predict``).
+    preprocess : the preprocessing configuration used (stored for provenance and for ``predict``), or a whole
+        preprocessing record (a mapping: the configuration's fields, and for a flux taken from arrays the
+        :data:`~astrocnn.spectra.preprocess.ARRAYS_KEY` entry saying where it came from).
     source : free text, e.g. ``"simulated"`` or ``"sdss:/data/dr16q"``.
     seed : simulation seed, if any.
     truth_columns : name -> dtype kind (``"f"``, ``"i"``, ``"b"``, ``"U"``) of simulation truth columns.
@@ -78,7 +80,7 @@ class SpectraWriter(AtomicH5Writer):
         path: str | os.PathLike,
         grid: LogLambdaGrid,
         *,
-        preprocess: PreprocessConfig = PreprocessConfig(),
+        preprocess: PreprocessConfig | Mapping[str, Any] = PreprocessConfig(),
         source: str = "",
         seed: int | None = None,
         truth_columns: Mapping[str, str] | None = None,
@@ -119,7 +121,7 @@ class SpectraWriter(AtomicH5Writer):
         a["format_version"] = FORMAT_VERSION
         a["kind"] = "spectra"
         a["grid"] = grid.to_json()
-        a["preprocess"] = json.dumps(asdict(preprocess))
+        a["preprocess"] = json.dumps(asdict(preprocess) if isinstance(preprocess, PreprocessConfig) else dict(preprocess))
         a["class_names"] = json.dumps(list(self.class_names))
         a["source"] = source
         a["seed"] = -1 if seed is None else int(seed)
@@ -266,7 +268,7 @@ class SpectraSet(LazyH5Reader):
 
     @property
     def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig(**json.loads(self.attrs["preprocess"]))
+        return config_from_record(json.loads(self.attrs["preprocess"]))
 
     def __len__(self) -> int:
         return self.n

@@ -18,6 +18,8 @@ Spectra domain, on the core.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -151,6 +153,58 @@ def preprocess(
     return Prepared(flux=out_flux, ivar=out_ivar, coverage=coverage, snr=snr, mean=mean, std=std)
 
 
+#: Key of a stored preprocessing record (a prepared set's ``preprocess`` attribute, a run's
+#: ``input["preprocess"]``) describing a flux that astrocnn did not make from spectrum files but took from
+#: arrays already on the grid (:mod:`astrocnn.spectra.arrays`): which array, from which files, and whether
+#: astrocnn normalised it (``"normalisation": "astrocnn"``) or kept it as the files give it (``"given"``).
+#: Sets made from spectrum files or simulated have no such key.
+ARRAYS_KEY = "arrays"
+
+
+def config_from_record(record: Mapping[str, Any]) -> PreprocessConfig:
+    """The :class:`PreprocessConfig` of a stored preprocessing record (its other keys describe provenance)."""
+    return PreprocessConfig(**{k: v for k, v in record.items() if k != ARRAYS_KEY})
+
+
+def normalisation_of(record: Mapping[str, Any]) -> str:
+    """What the flux of a set (or the inputs of a run) with this preprocessing record is, in words:
+    ``"astrocnn's normalisation"`` or e.g. ``"flux_norm as given in dr16q-log-zvi-quasar.h5"`` (whether two
+    records agree is :func:`same_normalisation`'s to say: the file names do not count)."""
+    arrays = record.get(ARRAYS_KEY) or {}
+    if arrays.get("normalisation", "astrocnn") == "astrocnn":
+        return "astrocnn's normalisation"
+    return f"{arrays.get('flux', 'flux')} as given in {_files_text(arrays.get('files') or [])}"
+
+
+def _files_text(files: Sequence[str]) -> str:
+    names = [Path(f).name for f in files]
+    if len(names) > 2:
+        return f"{names[0]} and {len(names) - 1} other files"
+    return " and ".join(names) or "its files"
+
+
+def same_normalisation(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """True when two preprocessing records give inputs normalised the same way (the files may differ)."""
+    def key(record):
+        arrays = record.get(ARRAYS_KEY) or {}
+        norm = arrays.get("normalisation", "astrocnn")
+        return norm if norm == "astrocnn" else (norm, arrays.get("layout"), arrays.get("flux"))
+
+    return key(a) == key(b)
+
+
+def files_problem(record: Mapping[str, Any]) -> str:
+    """Why spectrum files cannot be made into inputs the way this record's set was made, or "" when they can.
+
+    A flux normalised by astrocnn can be made again from a file (read, rebinned onto the grid, normalised);
+    a flux kept as its files give it (the paper's ``flux_norm``) cannot: astrocnn does not know how it was
+    made."""
+    if same_normalisation(record, {}):
+        return ""
+    return (f"the model was trained on {normalisation_of(record)}, which astrocnn cannot reproduce from a "
+            "FITS file: give it spectra prepared the same way ('astrocnn prepare arrays')")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """A grid and the preprocessing settings: how a spectrum file becomes a network input. A run keeps its
@@ -167,4 +221,4 @@ class Preprocessing:
         """The preprocessing a run was trained with, from its configuration's ``input`` section (``grid`` and
         ``preprocess``; the paper's grid and the defaults where absent)."""
         grid = LogLambdaGrid(**run_input["grid"]) if run_input.get("grid") else PAPER_GRID
-        return cls(grid, PreprocessConfig(**(run_input.get("preprocess") or {})))
+        return cls(grid, config_from_record(run_input.get("preprocess") or {}))

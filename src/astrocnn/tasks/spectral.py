@@ -12,7 +12,7 @@ import numpy as np
 
 from astrocnn.core.config import DataConfig, RunConfig
 from astrocnn.core.errors import InputError
-from astrocnn.spectra.preprocess import Preprocessing
+from astrocnn.spectra.preprocess import Preprocessing, files_problem, normalisation_of, same_normalisation
 from astrocnn.tasks.base import Task
 
 
@@ -120,7 +120,19 @@ class SpectraTask(Task):
         n = int(config.input.get("length", config.model.length))
         if store.grid is not None and store.grid.n != n:
             raise InputError(store.path, f"spectra have {store.grid.n} pixels, the model takes {n}")
+        want = config.input.get("preprocess") or {}
+        have = json.loads(store.attrs.get("preprocess", "{}"))
+        if not same_normalisation(want, have):
+            raise InputError(store.path, f"the spectra carry {normalisation_of(have)}, the model was trained on "
+                                         f"{normalisation_of(want)}: prepare them the same way")
 
     def input_transform(self, config: RunConfig, arrays: Mapping[str, np.ndarray] | None = None) -> Preprocessing:
-        """The run's :class:`~astrocnn.spectra.preprocess.Preprocessing`: its grid and preprocessing settings."""
+        """The run's :class:`~astrocnn.spectra.preprocess.Preprocessing`: its grid and preprocessing settings.
+
+        Raises :class:`InputError` (no file named) for a run trained on a flux astrocnn cannot make from a
+        spectrum file (one kept as its files gave it, see :mod:`astrocnn.spectra.arrays`)."""
+        record = config.input.get("preprocess") or {}
+        problem = files_problem(record)
+        if problem:
+            raise InputError(None, problem)
         return Preprocessing.from_run_input(config.input)

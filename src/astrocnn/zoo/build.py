@@ -24,7 +24,9 @@ import numpy as np
 from astrocnn.core.config import default_config
 from astrocnn.core.errors import InputError
 from astrocnn.core.io import write_text_atomic
+from astrocnn.core.metrics import dv_kms
 from astrocnn.spectra.prepare import simulate_prepared
+from astrocnn.spectra.templatefit import build_templates, evaluate_templatefit
 from astrocnn.train import train
 
 from astrocnn.version import __version__
@@ -114,6 +116,17 @@ def heldout_scores(model_dir: Path, heldout: Path) -> dict[str, Any]:
     return score_model(raw, truth_of(heldout))
 
 
+def galaxy_baseline(train_set: Path, heldout: Path, z_max: float = 1.5) -> dict[str, Any]:
+    """The classical yardstick for galaxy redshifts: template fitting (:mod:`astrocnn.spectra.templatefit`)
+    with eigenspectra learned from the training galaxies, on every held-out galaxy."""
+    templates = build_templates(train_set, classes=("galaxy",), z_max=z_max)
+    result, fit, z_true = evaluate_templatefit(heldout, templates, classes=("galaxy",), z_max=z_max, return_fit=True)
+    adv = np.abs(dv_kms(fit.z, z_true))
+    return {"n": int(z_true.size), "median_abs_dv_kms": float(np.median(adv)),
+            "frac_dv_lt_1000": float(np.mean(adv < 1000.0)), "cpu_seconds_per_spectrum": result["cpu_seconds_per_spectrum"],
+            "n_templates": templates.n_components}
+
+
 def build(name: str, out: str | os.PathLike, *, seeds: tuple[int, ...] = (1,), scale: float = 1.0,
           workers: int | None = None) -> dict[str, Any]:
     """Run recipe ``name`` into folder ``out``: ``out/model`` is the model of the first seed, ``out/build.json``
@@ -131,7 +144,9 @@ def build(name: str, out: str | os.PathLike, *, seeds: tuple[int, ...] = (1,), s
         cal = calibrate(model_dir, recipe, data["calibrate"])
         per_seed.append({"seed": seed, "model": str(model_dir), "calibration": cal,
                          "heldout": heldout_scores(model_dir, data["heldout"]), "seconds": time.time() - t_seed})
+    baselines = {"galaxy_templatefit": galaxy_baseline(data["train"], data["heldout"])} if scale >= 1 else {}
     doc = {"recipe": name, "seeds": list(seeds), "scale": scale, "data": {k: str(v) for k, v in data.items()},
+           "baselines": baselines,
            "data_spec": {k: {"n": max(300, int(n * scale)), "seed": s} for k, (n, s) in recipe["data"].items()},
            "per_seed": per_seed, "seconds": time.time() - t0, "machine": machine()}
     write_text_atomic(out / "build.json", json.dumps(doc, indent=1, default=float) + "\n")

@@ -144,6 +144,14 @@ def sdss_card(build: dict[str, Any], real_rows: list[dict] | None, notes: dict[s
             "## Held-out simulated survey", "", *_class_table(scores), "",
             "Quasars by redshift:", "", *_binned_table(scores["qso"].get("per_z", []), "z", 6000), "",
             "Quasars by S/N per pixel:", "", *_binned_table(scores["qso"].get("per_snr", []), "snr", 6000), ""]
+    base = build.get("baselines", {}).get("galaxy_templatefit")
+    if base and "galaxy" in scores:
+        body += [f"Galaxies against template fitting on the same {base['n']} held-out galaxies "
+                 f"({base['n_templates']} eigenspectra learned from the training galaxies, "
+                 f"{1e3 * base['cpu_seconds_per_spectrum']:.1f} ms of CPU per spectrum): median \\|dv\\| "
+                 f"{_num(scores['galaxy']['median_abs_dv_kms'])} km/s (model) against {_num(base['median_abs_dv_kms'])} "
+                 f"km/s (templates); within 1000 km/s {_pct(scores['galaxy']['frac_dv_lt_1000'])} against "
+                 f"{_pct(base['frac_dv_lt_1000'])}.", ""]
     for name in ("galaxy", "star"):
         if name in scores:
             body += [f"{'Galaxies' if name == 'galaxy' else 'Stars'} by S/N per pixel:", "", *_binned_table(scores[name]["per_snr"], "snr", 1000), ""]
