@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	# torch first and by exact version: on our machines 2.13.0 is a CPU wheel on disk.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[dev,gw]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,gw,onnx]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -203,6 +203,18 @@ def _add_train_and_apply(sub) -> None:
     s.add_argument("--out", type=Path, default=Path("bench.json"))
 
 
+def _add_export(sub) -> None:
+    """``astrocnn export``."""
+    s = sub.add_parser("export", help="a trained run or a ready-made model for other runtimes (ONNX)",
+                       usage="astrocnn export RUN_OR_MODEL --format onnx --out OUT")
+    s.add_argument("source", metavar="RUN_OR_MODEL",
+                   help="a run folder, a weights file (.safetensors), a ready-made model's name or a model folder")
+    s.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (needs the onnx extra)")
+    s.add_argument("--out", type=Path, required=True,
+                   help="a run: the .onnx file to write; a model: the folder to write (one .onnx per network, the "
+                        "manifest and the card), loaded by load_model(OUT, runtime='onnx')")
+
+
 def _add_demo(sub) -> None:
     """``astrocnn demo``."""
     s = sub.add_parser("demo", help="the main job on built-in simulated data")
@@ -224,6 +236,7 @@ def create_parser() -> argparse.ArgumentParser:
     _add_baseline(sub)
     _add_show(sub)
     _add_train_and_apply(sub)
+    _add_export(sub)
     _add_demo(sub)
     return p
 
@@ -439,6 +452,17 @@ def _cmd_zoo(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from astrocnn.zoo.onnx import export_onnx
+
+    out = export_onnx(args.source, args.out)
+    if out.is_dir():
+        print(f"{out}: the model in ONNX; load it with astrocnn.zoo.load_model({str(out)!r}, runtime='onnx')")
+    else:
+        print(f"{out}: the network in ONNX, its configuration and decoding in the file's metadata")
+    return 0
+
+
 def _cmd_baseline(args) -> int:
     if args.what == "redshift":
         return _baseline_redshift(args)
@@ -489,7 +513,7 @@ def _cmd_demo(args) -> int:
 
 _COMMANDS = {"simulate": _cmd_simulate, "prepare": _cmd_prepare, "show": _cmd_show, "demo": _cmd_demo,
              "baseline": _cmd_baseline, "bench": _cmd_bench, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-             "models": _cmd_models, "zoo": _cmd_zoo}
+             "models": _cmd_models, "zoo": _cmd_zoo, "export": _cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

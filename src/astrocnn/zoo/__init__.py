@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from astrocnn.core.errors import InputError
+from astrocnn.zoo.onnx import is_onnx_export, onnx_components
 from astrocnn.zoo.registry import ModelCard, ModelInfo, find_model, shipped_models
 from astrocnn.zoo.sdss import SdssModel, torch_components
 
@@ -34,8 +35,12 @@ def load_model(name_or_path: str | os.PathLike = "sdss", runtime: str = "torch")
     info = find_model(name_or_path)
     if info.kind not in KINDS:
         raise InputError(info.path, f"a model of kind {info.kind!r}; this astrocnn runs {sorted(KINDS)}")
+    if runtime == "onnx":
+        return KINDS[info.kind](info, onnx_components(info))
     if runtime != "torch":
-        raise InputError(None, f"runtime {runtime!r} is not available; use 'torch'")
+        raise InputError(None, f"runtime {runtime!r} is not available; use 'torch' or 'onnx'")
+    if is_onnx_export(info):
+        raise InputError(info.path, "an ONNX export of a model: load it with runtime='onnx'")
     return KINDS[info.kind](info, torch_components(info))
 
 
