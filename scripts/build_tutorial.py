@@ -8,8 +8,9 @@ Python versions, cell ids numbered in order). The notebooks write the paper's fi
 
     python scripts/build_tutorial.py                          # all notebooks, full mode (make tutorial)
     ASTROCNN_TUTORIAL_QUICK=1 python scripts/build_tutorial.py    # quick mode: small data, few epochs
-    python scripts/build_tutorial.py --only 01 02             # notebooks whose name starts so
+    python scripts/build_tutorial.py --only 01 02_redshifts   # 01 and its solutions; 02 alone
     python scripts/build_tutorial.py --no-execute             # pair only: the .ipynb without outputs
+    python scripts/build_tutorial.py --keep-outputs           # prose edits only: re-pair, keep the outputs
     python scripts/build_tutorial.py --check                  # pairs in sync, metadata clean, sizes (no run)
 
 Environment the notebooks read: ``ASTROCNN_TUTORIAL_QUICK`` (1 = quick mode), ``ASTROCNN_TUTORIAL_THREADS``
@@ -57,8 +58,8 @@ CELL_TIMEOUT_S = 1800
 def sources(only: list[str] | None = None) -> list[Path]:
     """The tutorial's jupytext sources: the notebooks, then their solutions, in name order."""
     found = sorted(TUTORIAL.glob("[0-9][0-9]_*.py")) + sorted((TUTORIAL / "solutions").glob("[0-9][0-9]_*.py"))
-    if only:
-        found = [p for p in found if any(p.stem.startswith(o) for o in only)]
+    if only:  # a whole name ("01_basics", "01_basics_solutions") or a number ("01": the notebook and its solutions)
+        found = [p for p in found if any(p.stem == o or p.stem.split("_")[0] == o for o in only)]
     return found
 
 
@@ -161,11 +162,27 @@ def problems(ipynb: Path) -> list[str]:
     return found
 
 
-def build(py: Path, run: bool = True, env: dict[str, str] | None = None) -> float:
-    """Make ``py``'s paired notebook (executed unless ``run`` is false). Returns the seconds it took."""
+def keep_outputs(nb: nbformat.NotebookNode, executed: Path) -> nbformat.NotebookNode:
+    """``nb`` with the outputs of the executed notebook ``executed``, whose code cells must be the same (only
+    Markdown cells may differ). Raises ``ValueError`` otherwise: changed code has to be run."""
+    old = nbformat.read(str(executed), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    old_code = [c for c in old.cells if c.cell_type == "code"]
+    if [c.source for c in code] != [c.source for c in old_code]:
+        raise ValueError(f"{executed.name}: the code cells changed; run the notebook instead of keeping its outputs")
+    for new, before in zip(code, old_code):
+        new.outputs, new.execution_count = before.outputs, before.execution_count
+    return clean(nb)
+
+
+def build(py: Path, run: bool = True, env: dict[str, str] | None = None, keep: bool = False) -> float:
+    """Make ``py``'s paired notebook: executed, or without outputs (``run`` false), or with the outputs of the
+    committed notebook when only its prose changed (``keep``). Returns the seconds it took."""
     t0 = time.time()
     nb = read_source(py)
-    if run:
+    if keep:
+        nb = keep_outputs(nb, paired(py))
+    elif run:
         nb = execute(nb, py.parent, env)
     write(nb, paired(py))
     return time.time() - t0
@@ -173,8 +190,10 @@ def build(py: Path, run: bool = True, env: dict[str, str] | None = None) -> floa
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", nargs="*", help="notebooks whose name starts with one of these")
+    ap.add_argument("--only", nargs="*", help="notebook names, or numbers (a notebook and its solutions)")
     ap.add_argument("--no-execute", action="store_true", help="pair only, without running")
+    ap.add_argument("--keep-outputs", action="store_true",
+                    help="only Markdown changed: re-pair and keep the committed outputs (refused if code changed)")
     ap.add_argument("--check", action="store_true", help="check the committed notebooks; run nothing")
     args = ap.parse_args(argv)
     todo = sources(args.only)
@@ -183,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(bad) or f"{len(todo)} notebooks in sync and clean")
         return 1 if bad else 0
     quick = os.environ.get("ASTROCNN_TUTORIAL_QUICK", "") not in ("", "0")
+    if args.keep_outputs:
+        for py in todo:
+            build(py, keep=True)
+            print(f"{paired(py).relative_to(REPO)}: re-paired, outputs kept")
+        return 0
     for py in todo:
         print(f"{py.relative_to(REPO)} ({'quick' if quick else 'full'} mode) ...", flush=True)
         seconds = build(py, run=not args.no_execute)

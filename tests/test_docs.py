@@ -1,4 +1,4 @@
-"""The documentation site's plumbing (mkdocs.yml, scripts/mkdocs_hooks.py, scripts/griffe_roles.py): README
+"""The documentation site's plumbing (mkdocs.yml, scripts/mkdocs_hooks.py, scripts/griffe_docstrings.py): README
 sections included into pages keep working links, every include names a README section that exists, and the
 offline check finds assets fetched from elsewhere. The site itself is built by `make docs` (strict) in CI."""
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _load(name: str):
 
 
 hooks = _load("mkdocs_hooks")
-roles = _load("griffe_roles")
+docstrings = _load("griffe_docstrings")
 DOCS = REPO_ROOT / "docs"
 
 
@@ -83,7 +83,12 @@ def test_external_assets_are_found(tmp_path):
 
 
 def test_docstrings_read_as_markdown():
-    doc = "Uses :func:`~astrocnn.train.fit.train` and :class:`astrocnn.spectra.Spectrum`.\n\n>>> f(1)\n[500, 200, 10]\n\nEnd."
-    out = roles.fence_doctests(roles.plain(doc))
+    doc = ("Uses :func:`~astrocnn.train.fit.train` and :class:`astrocnn.spectra.Spectrum`.\n\n>>> f(1)\n"
+           "[500, 200, 10]\n\nParameters\n----------\npath : output file.\nflux, ivar : (n, n_pix) arrays,\n"
+           "    continued here.\nAfter the list.\n\n    from astrocnn import x   # an indented example\n")
+    out = docstrings.markdown(doc)
     assert "`train`" in out and "`astrocnn.spectra.Spectrum`" in out and ":func:" not in out
     assert "```python\n>>> f(1)\n[500, 200, 10]\n```" in out
+    assert "**Parameters**" in out and "----------" not in out
+    assert "- `path`: output file.\n- `flux`, `ivar`: (n, n_pix) arrays,\n  continued here.\n\nAfter the list." in out
+    assert "\n    from astrocnn import x   # an indented example" in out

@@ -271,7 +271,7 @@ def train_plain(flux, z, n_val, max_epochs, patience, lr=3e-3, batch_size=32, se
         opt = torch.optim.SGD(net.parameters(), lr=lr)
     mse = nn.MSELoss()
     history = {"epoch": [], "train_loss": [], "val_loss": []}
-    best, best_state, waited = float("inf"), None, 0
+    best, best_state, waited = float("inf"), {k: v.clone() for k, v in net.state_dict().items()}, 0
     for epoch in range(max_epochs):
         net.train()
         order = torch.randperm(len(x_tr))
@@ -290,6 +290,8 @@ def train_plain(flux, z, n_val, max_epochs, patience, lr=3e-3, batch_size=32, se
         history["epoch"].append(epoch)
         history["train_loss"].append(float(np.mean(losses)))
         history["val_loss"].append(val_loss)
+        if not np.isfinite(val_loss):
+            break                                               # diverged: the steps were too large
         if val_loss < best:                                     # 6. the convergence test
             best, waited = val_loss, 0
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
@@ -366,7 +368,7 @@ config = default_config(
     task={"head": "mse", "classes": None},
     model={"length": TOY_GRID.n, "kernels": [15, 7], "channels": [8, 16], "pools": [4, 4], "dense": [32]},
     data={"num_workers": 0, "test_fraction": 0.1, "val_fraction": 0.15},
-    train={"max_epochs": 6 if QUICK else 40, "patience": 5, "lr": 3e-3, "batch_size": 32, "schedule": "constant",
+    train={"max_epochs": 6 if QUICK else 100, "patience": 5, "lr": 3e-3, "batch_size": 32, "schedule": "constant",
            "threads": 1, "progress_bar": False, "seed": 0},
 )
 t0 = time.time()
@@ -451,7 +453,7 @@ while proc.poll() is None:
             break
     time.sleep(0.02)
 proc.wait()
-print(f"killed after {epochs_done} finished epochs; the folder holds:",
+print(f"killed when history.csv held {epochs_done} epochs; the folder holds:",
       ", ".join(sorted(p.name for p in killed.iterdir())))
 
 resumed = train("redshift", toy_set, killed, config, resume=True)
@@ -459,13 +461,15 @@ summary = json.loads((killed / "metrics.json").read_text())["summary"]
 same = (np.array_equal(read_history(killed)["val_loss"], history["val_loss"])
         and all(torch.equal(a, b) for a, b in zip(load_run(killed)[0].state_dict().values(),
                                                    network.state_dict().values())))
-print(f"resumed after epoch {summary.get('resumed_after_epoch', -1) + 1}; {resumed.epochs} epochs in all, "
-      f"best epoch {resumed.best_epoch + 1}")
+print(f"the resumed run went on from its last complete saved state, after epoch "
+      f"{summary.get('resumed_after_epoch', -1) + 1}; {resumed.epochs} epochs in all, best epoch {resumed.best_epoch + 1}")
 print("identical to the uninterrupted run (history and best weights):", same)
 
 # %% [markdown]
-# On the command line the same is `astrocnn train redshift --data toy.h5 --out DIR --config settings.yaml`, and
-# after a kill the same command with `--resume`.
+# The saved state is written under a hidden temporary name and renamed when complete; a kill in the middle of
+# writing one (a `.partial` file in the listing) loses only that epoch, and the run continues from the last complete
+# state. On the command line the same is `astrocnn train redshift --data toy.h5 --out DIR --config settings.yaml`,
+# and after a kill the same command with `--resume`.
 #
 # ## What's next
 #
