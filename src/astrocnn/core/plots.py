@@ -6,11 +6,16 @@ draw their own figures on top of these (:mod:`astrocnn.spectra.plots`, :mod:`ast
 from __future__ import annotations
 
 import os
+import sys
 from typing import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+# Figures go to files, which Agg draws without a display. A backend already chosen is left alone: a
+# notebook's inline backend (ipykernel names it in MPLBACKEND) or whatever the user's own pyplot runs on;
+# forcing Agg there would stop the notebook's own figures from showing.
+if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -9,13 +9,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from astrocnn.core.plots import save  # noqa: E402
+from astrocnn.core.plots import save  # first: it chooses matplotlib's backend (Agg unless one is chosen)
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from astrocnn.core.errors import InputError  # noqa: E402
 from astrocnn.spectra.dataset import SpectraSet  # noqa: E402
 from astrocnn.spectra.lines import PLOT_LINES  # noqa: E402
