@@ -73,7 +73,7 @@ def toy_model(tmp_path_factory):
     train("classify_redshift", data, root / "run", cfg)
     recipe = {"name": "toy", "version": "0.1", "class_output": {"component": "joint", "output": 0},
               "redshift_outputs": {c: {"component": "joint", "outputs": [1, 2]} for c in CLASSES}}
-    model = assemble(root / "model", recipe, {"joint": root / "run"}, {"thresholds": {"min_z_conf": 0.2}})
+    model = assemble(root / "model", recipe, {"joint": root / "run"}, {"thresholds": {c: {"min_z_conf": 0.2} for c in CLASSES}})
     ModelCard({"name": "toy", "version": "0.1", "task": "class and redshift"}, "# toy\n").write(model / "card.md")
     return root, data, model
 

@@ -190,7 +190,8 @@ def _add_train_and_apply(sub) -> None:
     s = zoo_sub.add_parser("build", help="simulate, train, calibrate and score a model; write its folder and card")
     s.add_argument("name", choices=("sdss",))
     s.add_argument("--out", type=Path, required=True, help="build folder (OUT/model is the model)")
-    s.add_argument("--seeds", default="1", help="training seeds, comma-separated; the card gives their spread")
+    s.add_argument("--seeds", default="0", help="training seeds, comma-separated; the first seed's model is OUT/model, "
+                                                "the card gives their spread")
     s.add_argument("--scale", type=float, default=1.0, help="shrink data and epochs (< 1: a test of the recipe)")
     s.add_argument("--real", type=Path, default=Path("../shared/data/sdss"),
                    help="real spectra with an index.csv of the pipeline's answers, scored in the card (if present)")

@@ -74,7 +74,8 @@ class SdssModel:
         self.class_names = list(m["classes"])
         self.class_output = m["class_output"]
         self.redshift_outputs = m["redshift_outputs"]
-        self.thresholds = Thresholds.from_dict(m.get("thresholds", {}))
+        # per class ({"qso": {...}, ...}); classes without their own use the defaults
+        self.thresholds = {name: Thresholds.from_dict(m.get("thresholds", {}).get(name, {})) for name in self.class_names}
         self.z_err_scale = float(m.get("z_err_scale", 1.0))
         first = components[self.class_output["component"]].config
         self.preprocessing = Preprocessing.from_run_input(first["input"])
@@ -138,7 +139,12 @@ class SdssModel:
                 out[c][sel] = z[c]
             best_bin[sel], n_bins[sel] = z["best_bin"], self.bins[spec["component"]].n
         out["z_err"] = out["z_err"] * self.z_err_scale
-        warn = zwarn(p[np.arange(n), cls], {**out, "best_bin": best_bin}, snr, coverage, n_bins, self.thresholds)
+        warn = np.zeros(n, dtype=np.int64)
+        snr, coverage = np.asarray(snr, float), np.asarray(coverage, float)
+        for k, name in enumerate(self.class_names):
+            sel = cls == k
+            answer = {c: out[c][sel] for c in ("z_conf", "p_second")} | {"best_bin": best_bin[sel]}
+            warn[sel] = zwarn(p[sel, k], answer, snr[sel], coverage[sel], n_bins[sel], self.thresholds[name])
         probs = {f"p_{c}": p[:, self.class_names.index(c)] if c in self.class_names else np.zeros(n)
                  for c in ("qso", "galaxy", "star")}
         return {"class": np.asarray(self.class_names, dtype=object)[cls], **probs, "z": out["z"], "z_err": out["z_err"],
