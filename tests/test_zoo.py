@@ -19,6 +19,7 @@ from astrocnn.train import predict_set, train
 from astrocnn.zoo import load_model
 from astrocnn.zoo.build import assemble
 from astrocnn.zoo.decode import Bins, Thresholds, redshift, zwarn
+from astrocnn.zoo.evaluate import flag_curves, plot_flag_curves
 from astrocnn.zoo.registry import ModelCard, find_model, manifest_hash, read_model
 
 from test_train import make_set, tiny_config
@@ -60,6 +61,23 @@ def test_second_solution_and_error_have_known_answers():
     z["best_bin"][0] = 99
     assert zwarn(np.array([0.95]), {k: v[:1] for k, v in z.items()}, np.array([5.0]), np.array([1.0]), np.array([100]),
                  Thresholds(max_second_ratio=1e9))[0] == ZWarn.Z_FITLIMIT
+
+
+def test_flag_curves_have_known_purity_and_completeness(tmp_path):
+    """Four quasars, two right (|dv| < 6000 km/s) and two wrong; z_conf ranks them so that a cut at 0.5 keeps
+    the two right ones and a cut at 0.9 one of them; zwarn flags one wrong answer."""
+    truth = {"class": np.array(["qso"] * 4, dtype=object), "z": np.array([2.0, 2.0, 2.0, 2.0])}
+    raw = {"z": np.array([2.0, 2.01, 3.0, 1.0]), "z_conf": np.array([0.95, 0.6, 0.4, 0.45]),
+           "zwarn": np.array([0, 0, 0, 1 << 16])}
+    out = flag_curves(raw, truth)
+    c = out["curves"]["qso"]
+    at = {round(cut, 2): i for i, cut in enumerate(c["z_conf_cut"])}
+    assert c["fraction_flagged"][at[0.0]] == 0 and c["purity"][at[0.0]] == 0.5 and c["completeness"][at[0.0]] == 0.5
+    assert c["fraction_flagged"][at[0.5]] == 0.5 and c["purity"][at[0.5]] == 1.0 and c["completeness"][at[0.5]] == 0.5
+    assert c["fraction_flagged"][at[0.9]] == 0.75 and c["completeness"][at[0.9]] == 0.25
+    assert out["operating"]["qso"] == pytest.approx({"fraction_flagged": 0.25, "purity": 2 / 3, "completeness": 0.5})
+    plot_flag_curves(out["curves"], out["operating"], tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 5000
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ from astrocnn.train import train
 from astrocnn.version import __version__
 from astrocnn.zoo.decode import Thresholds
 from astrocnn.zoo.cards import sdss_card
-from astrocnn.zoo.evaluate import choose_thresholds, real_files, score_model, truth_of, z_err_scale
+from astrocnn.zoo.evaluate import (choose_thresholds, flag_curves, plot_flag_curves, real_files, score_model, truth_of,
+                                   z_err_scale)
 from astrocnn.zoo.registry import CARD, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, file_sha256, read_model
 from astrocnn.zoo.sdss import SdssModel, torch_components
 
@@ -64,6 +65,8 @@ SDSS_RECIPE: dict[str, Any] = {
     "flag_quantile": 0.01,
 }
 RECIPES = {"sdss": SDSS_RECIPE}
+#: the figure beside the card: purity and completeness against the fraction flagged (held-out survey)
+FLAG_FIGURE = "flag_curve.png"
 
 
 def _simulate(out: Path, recipe: dict, scale: float, workers: int | None) -> dict[str, Path]:
@@ -124,8 +127,8 @@ def heldout_scores(model_dir: Path, heldout: Path) -> dict[str, Any]:
     """The model's scores on a held-out survey (see :func:`astrocnn.zoo.evaluate.score_model`)."""
     info = read_model(model_dir)
     model = SdssModel(info, torch_components(info))
-    raw = model.answers_for_set(heldout)
-    return score_model(raw, truth_of(heldout))
+    raw, truth = model.answers_for_set(heldout), truth_of(heldout)
+    return {**score_model(raw, truth), "flags": flag_curves(raw, truth)}
 
 
 def galaxy_baseline(train_set: Path, heldout: Path, z_max: float = 1.5) -> dict[str, Any]:
@@ -193,6 +196,8 @@ def build_card(name: str, out: str | os.PathLike, *, seeds: tuple[int, ...] = (0
         model = SdssModel(info, torch_components(info))
         rows = real_files(model.predict([real], workers=workers), Path(real) / "index.csv")
     doc.update(command=command, version=RECIPES[name]["version"], hash=info.hash)
+    flags = doc["per_seed"][0]["heldout"]["flags"]
+    plot_flag_curves(flags["curves"], flags["operating"], model_dir / FLAG_FIGURE)
     card = sdss_card(doc, rows, SDSS_NOTES)
     card.write(model_dir / CARD)
     write_text_atomic(Path(out) / "build.json", json.dumps({**doc, "real": rows}, indent=1, default=float) + "\n")

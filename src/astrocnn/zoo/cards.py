@@ -118,6 +118,17 @@ def real_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _flag_lines(flags: dict[str, Any] | None) -> list[str]:
+    """The purity / completeness figure and the ``zwarn == 0`` operating point of each class, in words."""
+    if not flags:
+        return []
+    words = [f"{name}: {_pct(op['fraction_flagged'])} flagged, purity {_pct(op['purity'])}, completeness "
+             f"{_pct(op['completeness'])}" for name, op in flags["operating"].items()]
+    return ["Purity (right redshifts among the answers kept) and completeness (right and kept, among all) against the "
+            "fraction flagged, as a cut on z_conf sweeps (lines); the dots are the model's own `zwarn == 0` choice ("
+            + "; ".join(words) + "):", "", "![purity and completeness against the fraction flagged](flag_curve.png)", ""]
+
+
 def sdss_card(build: dict[str, Any], real_rows: list[dict] | None, notes: dict[str, str]) -> ModelCard:
     """The card of a build of the ``sdss`` recipe (``build`` as :func:`astrocnn.zoo.build.build` returns it);
     ``notes`` holds the prose sections written by hand (intended use, limitations, the real files' story)."""
@@ -141,7 +152,7 @@ def sdss_card(build: dict[str, Any], real_rows: list[dict] | None, notes: dict[s
             "## How it was made", "", notes.get("training", ""), "", f"```bash\n{meta['command']}\n```", "",
             f"Built in {meta['duration_s'] / 60:.0f} min on {build['machine'].get('processor')} "
             f"({build['machine'].get('cpus')} CPUs, torch {build['machine'].get('torch')}).", "",
-            "## Held-out simulated survey", "", *_class_table(scores), "",
+            "## Held-out simulated survey", "", *_class_table(scores), "", *_flag_lines(scores.get("flags")),
             "Quasars by redshift:", "", *_binned_table(scores["qso"].get("per_z", []), "z", 6000), "",
             "Quasars by S/N per pixel:", "", *_binned_table(scores["qso"].get("per_snr", []), "snr", 6000), ""]
     base = build.get("baselines", {}).get("galaxy_templatefit")

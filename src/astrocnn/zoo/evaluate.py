@@ -97,6 +97,45 @@ def flag_curve(pred: dict, truth: dict, raw: dict, name: str = "qso", steps: int
                                                                        for k in kept]}
 
 
+def plot_flag_curves(curves: dict[str, dict[str, list[float]]], operating: dict[str, dict[str, float]],
+                     path: str | os.PathLike) -> None:
+    """Purity and completeness of each class's redshifts against the fraction of that class flagged, as the
+    z_conf cut sweeps (lines, from :func:`flag_curve`), with the model's own ``zwarn == 0`` choice marked
+    (``operating``: per class ``fraction_flagged``, ``purity``, ``completeness``)."""
+    from astrocnn.core.plots import plt, save  # matplotlib only when a figure is drawn
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items()):
+        ax.plot(c["fraction_flagged"], c["purity"], "-", color="C0", label="purity (right among kept)")
+        ax.plot(c["fraction_flagged"], c["completeness"], "-", color="C1", label="completeness (right and kept)")
+        op = operating.get(name)
+        if op:
+            ax.plot([op["fraction_flagged"]], [op["purity"]], "o", color="C0")
+            ax.plot([op["fraction_flagged"]], [op["completeness"]], "o", color="C1")
+            ax.axvline(op["fraction_flagged"], color="0.6", lw=0.8, ls="--")
+        ax.set_title(f"{name}: |dv| < {DV_LIMITS_KMS[name]:.0f} km/s")
+        ax.set_xlabel("fraction flagged")
+        ax.set_xlim(0, min(1.0, max(0.3, 1.5 * (op or {}).get("fraction_flagged", 0.2))))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("fraction")
+    axes[0][0].legend(loc="lower right", fontsize=8, title="lines: z_conf cut; dots: zwarn == 0", title_fontsize=8)
+    save(fig, path)
+
+
+def flag_curves(raw: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, Any]:
+    """:func:`flag_curve` for every class present, and each class's ``zwarn == 0`` operating point."""
+    curves, operating = {}, {}
+    for name, limit in DV_LIMITS_KMS.items():
+        sel = truth["class"] == name
+        if sel.sum() < 2:
+            continue
+        curves[name] = flag_curve(raw, truth, raw, name)
+        good = np.abs(dv_kms(raw["z"][sel], truth["z"][sel])) < limit
+        kept = raw["zwarn"][sel] == 0
+        operating[name] = {"fraction_flagged": float(1 - kept.mean()), "purity": _rate(good[kept]),
+                           "completeness": float((good & kept).sum() / sel.sum())}
+    return {"curves": curves, "operating": operating}
+
+
 def choose_thresholds(raw: dict[str, np.ndarray], truth: dict[str, np.ndarray], base: Thresholds, *,
                       quantile: float = 0.01) -> tuple[dict[str, Thresholds], dict]:
     """Warning thresholds per class, from the right answers on a calibration survey: an answer is flagged
