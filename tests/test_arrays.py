@@ -13,10 +13,11 @@ import yaml
 from astrocnn.apps.cli import main
 from astrocnn.core.config import default_config
 from astrocnn.core.errors import InputError
-from astrocnn.spectra.arrays import (CsvPair, class_from_name, iter_csv_values, normalise_rows, prepare_arrays,
-                                     read_csv_values)
+from astrocnn.spectra.arrays import normalise_rows, prepare_arrays
+from astrocnn.spectra.csvstream import iter_csv_values, read_csv_values
 from astrocnn.spectra.dataset import SpectraSet
 from astrocnn.spectra.grid import PAPER_GRID, LogLambdaGrid
+from astrocnn.spectra.gridded import CsvPair, class_from_name
 from astrocnn.spectra.preprocess import ARRAYS_KEY, PreprocessConfig, preprocess
 from astrocnn.spectra.spectrum import Spectrum
 from astrocnn.tasks import make_task

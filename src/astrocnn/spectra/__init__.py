@@ -7,9 +7,9 @@ is ``flux`` on a ``grid``, with ``ivar``; a redshift is ``z``. Where data flow: 
 sampling -> :func:`~astrocnn.spectra.preprocess.preprocess` onto a
 :class:`~astrocnn.spectra.grid.LogLambdaGrid` -> rows of a :class:`~astrocnn.spectra.dataset.SpectraSet`
 (:mod:`~astrocnn.spectra.prepare` does it for folders of files, or simulates a survey). Spectra already on a
-grid (the paper authors' DR16Q HDF5 files, the workshop's CSV pair) go straight to a set
-(:mod:`~astrocnn.spectra.arrays`). A new survey's reader goes beside :mod:`~astrocnn.spectra.sdss` and returns a
-:class:`Spectrum`.
+grid (the paper authors' DR16Q HDF5 files, the workshop's CSV pair) are read by
+:mod:`~astrocnn.spectra.gridded` and go straight to a set (:mod:`~astrocnn.spectra.arrays`). A new survey's
+reader goes beside :mod:`~astrocnn.spectra.sdss` and returns a :class:`Spectrum`.
 """
 from astrocnn.spectra.dataset import SpectraSet, SpectraWriter
 from astrocnn.spectra.grid import PAPER_GRID, LogLambdaGrid
