@@ -21,15 +21,15 @@ from astrocnn.core.parts import (DEFAULT_PART_SIZE, FINGERPRINT_ATTR, PrepareRep
                                  fingerprint, rejects_path)
 from astrocnn.gw.dataset import FORMAT_VERSION, StrainSet, StrainWriter
 from astrocnn.gw.readers import G2NetIndex, load_g2net_samples, read_g2net
-from astrocnn.gw.whitening import GwPreprocess, Whitener
+from astrocnn.gw.whitening import PAD_S, GwPreprocess, Whitener
 from astrocnn.version import __version__
 
 log = logging.getLogger(__name__)
 
 
-def fit_whitener(index: G2NetIndex, *, alpha: float = 0.2, band: tuple[float, float] | None = (20.0, 500.0),
-                 order: int = 4, max_samples: int | None = None, batch_size: int = 512, workers: int = 1,
-                 on_error: str = "fail") -> Whitener:
+def fit_whitener(index: G2NetIndex, *, alpha: float = 0.0, band: tuple[float, float] | None = (20.0, 500.0),
+                 order: int = 4, pad: float = PAD_S, max_samples: int | None = None, batch_size: int = 512,
+                 workers: int = 1, on_error: str = "fail") -> Whitener:
     """Fit a :class:`Whitener` on the noise-only (target 0) samples of an indexed G2Net folder.
 
     ``on_error="skip"`` leaves unreadable samples out of the fit (``"fail"``: the first one raises)."""
@@ -39,7 +39,7 @@ def fit_whitener(index: G2NetIndex, *, alpha: float = 0.2, band: tuple[float, fl
     if noise.size == 0:
         raise InputError(index.root, "no noise-only (target 0) samples to fit the whitening PSD on; "
                          "pass the training set's whitener")
-    w = Whitener(alpha=alpha, band=band, order=order)
+    w = Whitener(alpha=alpha, band=band, order=order, pad=pad)
     n_bad = 0
     for lo in range(0, noise.size, batch_size):
         rows, _, bad = load_g2net_samples([index.paths[i] for i in noise[lo: lo + batch_size]], workers, on_error)
@@ -78,8 +78,8 @@ def _fitted_here(job: Parts, index: G2NetIndex, out: Path, fit: dict, workers: i
         whitener = Whitener.from_state(json.loads(str(kept["config"])), kept["psd"], int(kept["n_fit"]))
         log.info("%s: whitening PSD taken from the interrupted run (%d noise-only samples)", out, int(whitener.n_fit))
         return whitener
-    whitener = fit_whitener(index, alpha=fit["alpha"], band=fit["band"], order=fit["order"], max_samples=fit["fit_max"],
-                            workers=workers, on_error=on_error)
+    whitener = fit_whitener(index, alpha=fit["alpha"], band=fit["band"], order=fit["order"], pad=fit["pad"],
+                            max_samples=fit["fit_max"], workers=workers, on_error=on_error)
     job.save_arrays("whitener", {"psd": whitener.psd.numpy(), "n_fit": np.array(int(whitener.n_fit)),
                                  "config": np.array(json.dumps(whitener.config()))})
     return whitener
@@ -146,9 +146,10 @@ def prepare_g2net(
     workers: int | None = None,
     *,
     normalize: str = "channel",
-    alpha: float = 0.2,
+    alpha: float = 0.0,
     band: tuple[float, float] | None = (20.0, 500.0),
     order: int = 4,
+    pad: float = PAD_S,
     fit_max: int | None = None,
     batch_size: int = 256,
     split: str | None = None,
@@ -179,7 +180,7 @@ def prepare_g2net(
     n_threads = 4 if workers is None else max(1, int(workers))
     fit = None
     if whitener is None:
-        fit = {"alpha": alpha, "band": band, "order": order, "fit_max": fit_max}
+        fit = {"alpha": alpha, "band": band, "order": order, "pad": pad, "fit_max": fit_max}
         whitener_settings: Any = {"fit": fit}
         source_fit = f"noise-only samples of {directory}"
     else:
