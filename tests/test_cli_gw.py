@@ -13,7 +13,9 @@ pytest.importorskip("lalsimulation", reason="simulating strain needs lalsuite (p
 
 def test_simulate_prepare_baseline(tmp_path, capsys):
     train, test = tmp_path / "train", tmp_path / "test"
-    assert main(["-q", "simulate", "gw", "--n", "24", "--seed", "1", "--out", str(train)]) == 0
+    assert main(["-q", "simulate", "gw", "--n", "24", "--seed", "1", "--out", str(train), "--noise", "varied"]) == 0
+    settings = json.loads((train / "simulation.json").read_text())
+    assert settings["noise"] == "varied" and settings["noise_variation"]["tilt_max"] == 0.5
     # loud signals, so the reference must separate them well
     assert main(["-q", "simulate", "gw", "--n", "12", "--seed", "2", "--out", str(test), "--snr-median", "40",
                  "--snr-sigma", "0.1"]) == 0

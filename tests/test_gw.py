@@ -144,10 +144,46 @@ def test_truth_is_consistent_with_the_strain():
     snrs = sim.optimal_snr(signal)
     np.testing.assert_allclose(snrs, [truth["snr_H1"], truth["snr_L1"], truth["snr_V1"]], rtol=1e-6)
     assert np.sqrt((snrs ** 2).sum()) == pytest.approx(truth["snr"], rel=1e-6)
+    # what the network is given: the signal through a default whitener with the noise's own PSD
+    seen = whitened_snr(signal, sim.network_psd())
+    assert np.sqrt((seen ** 2).sum()) == pytest.approx(truth["snr_seen"], rel=1e-6)
     params = sim.SourceParameters(**{k: truth[k] for k in sim.SourceParameters.__dataclass_fields__})
     again = sim.detector_signals(params, truth["approximant"])
     np.testing.assert_allclose(again, signal, atol=1e-4 * np.abs(signal).max())
     assert 5 <= truth["mass2"] <= truth["mass1"] <= 100 and 1.5 <= truth["t_merger"] <= 1.9
+
+
+def test_varied_noise_is_seeded_and_follows_its_own_psd():
+    """noise="varied": each sample and detector has its own PSD (sample_psds), drawn from the sample's own
+    stream; its noise is drawn from that PSD and its SNRs are measured against it."""
+    a, ta = sim.simulate_sample(3, 1, noise="varied")
+    b, tb = sim.simulate_sample(3, 1, noise="varied")
+    np.testing.assert_array_equal(a, b)
+    assert repr(ta) == repr(tb)
+    assert not np.array_equal(a, sim.simulate_sample(3, 1)[0])
+    psd, psd_seg = sim.sample_psds(3, 1, "varied")
+    design = sim.network_psd()
+    assert psd.shape == design.shape and psd_seg.shape == (3, 4097)
+    np.testing.assert_allclose(psd_seg[:, ::2], psd, rtol=1e-12)  # the same curve on both grids
+    if ta["target"] == 0:  # a noise-only sample: exactly the varied noise
+        np.testing.assert_array_equal(a, sim.simulate_noise(sim._rngs(3, 1)[1], psd=psd_seg))
+    # every detector of every sample is its own curve: the ratio to the design curve at 100 Hz (pivot of the
+    # tilt) has the drawn scale's log-spread, 0.3 in ln ASD, apart from bumps and lines that land there
+    ratios = np.array([sim.sample_psds(3, i, "varied")[0][:, 200] / design[:, 200] for i in range(200)])
+    ln_asd = 0.5 * np.log(ratios)
+    assert abs(np.median(ln_asd)) < 0.06 and 0.25 < 1.4826 * np.median(np.abs(ln_asd - np.median(ln_asd))) < 0.4
+    assert np.corrcoef(ln_asd[:, 0], ln_asd[:, 1])[0, 1] < 0.2  # drawn per detector
+    # the noise follows its drawn PSD: 200 draws of one sample's PSD, Hann periodograms, band means within 3%
+    rng = np.random.default_rng(0)
+    x = np.stack([sim.simulate_noise(rng, psd=psd_seg) for _ in range(200)])
+    w = ss.windows.hann(4096, sym=False)
+    pg = (2 * np.abs(np.fft.rfft(x * w, axis=-1)) ** 2 / (2048 * (w ** 2).sum())).mean(0)
+    f = np.fft.rfftfreq(4096, 1 / 2048)
+    for lo, hi in [(30, 100), (100, 300), (300, 1000)]:
+        band = (f >= lo) & (f < hi)
+        # 200 samples x >= 140 bins (Hann-correlated in pairs): each band mean is good to ~0.9%, so 4% is
+        # 4 sigma and leakage around the drawn lines
+        np.testing.assert_allclose((pg[:, band] / psd[:, band]).mean(1), 1.0, atol=0.04)
 
 
 def test_snr_distribution_and_balance():
@@ -178,7 +214,9 @@ def test_g2net_round_trip_nested_and_flat(tmp_path):
         np.testing.assert_array_equal(load_g2net_sample(idx.paths[j]), strain)
         assert idx.target[j] == truth["target"]
         if truth["target"]:
-            assert idx.snr[j] == pytest.approx(truth["snr"]) and float(rows[truth["id"]]["mass1"]) == truth["mass1"]
+            # the SNR the reader gives is what the whitener leaves of the signal, not the injected one
+            assert idx.snr[j] == pytest.approx(truth["snr_seen"]) and float(rows[truth["id"]]["mass1"]) == truth["mass1"]
+            assert idx.snr_column == "snr_seen" and 0.9 * truth["snr"] < truth["snr_seen"] <= truth["snr"]
         else:
             assert np.isnan(idx.snr[j]) and rows[truth["id"]]["mass1"] == ""
     # the same samples in a flat folder with the labels beside it, as in the real shared/data/g2net

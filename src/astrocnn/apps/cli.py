@@ -55,6 +55,10 @@ def _add_simulate(sub) -> None:
     s.add_argument("--snr-sigma", type=float, default=0.5, help="lognormal sigma of the injected SNR")
     s.add_argument("--approximant", default="IMRPhenomPv2", help="lalsimulation waveform (IMRPhenomPv2, IMRPhenomD)")
     s.add_argument("--positive-fraction", type=float, default=0.5)
+    s.add_argument("--noise", choices=("design", "varied"), default="design",
+                   help="design: every sample's noise from the design curves; varied: a PSD drawn per sample and "
+                        "detector around them (tilts, bumps, lines, scales), to train a network that does not "
+                        "learn one noise curve")
     s.add_argument("--workers", type=int, default=None)
 
 
@@ -291,8 +295,8 @@ def _cmd_simulate(args) -> int:
 
         out = simulate_g2net(args.n, args.seed, args.out, snr_median=args.snr_median, snr_sigma=args.snr_sigma,
                              approximant=args.approximant, positive_fraction=args.positive_fraction,
-                             workers=args.workers)
-        print(f"{out}: {args.n} samples")
+                             workers=args.workers, noise=args.noise)
+        print(f"{out}: {args.n} samples ({args.noise} noise)")
         return 0
     from astrocnn.spectra.prepare import simulate_prepared
     from astrocnn.spectra.spectrum import CLASS_NAMES

@@ -128,7 +128,8 @@ def _merge(job: Parts, report: PrepareReport, index: G2NetIndex, module: GwPrepr
     with StrainWriter(report.out, sample_rate=w.sample_rate, n_samples=w.n_samples, preprocessing=module.config(),
                       whitening_psd=w.psd.numpy(), whitening_fit=source_fit, whitening_n_fit=int(w.n_fit),
                       source=source, truth_columns={c: ("U" if c == "approximant" else "f") for c in truth_cols},
-                      attrs={FINGERPRINT_ATTR: job.key}, expected_rows=kept) as writer:
+                      attrs={FINGERPRINT_ATTR: job.key, "snr_column": index.snr_column},
+                      expected_rows=kept) as writer:
         for i in range(job.n):
             cols, _ = job.read(i)
             if len(cols["id"]):
@@ -185,7 +186,7 @@ def prepare_g2net(
         source_fit = f"noise-only samples of {directory}"
     else:
         whitener, whitener_settings, source_fit, normalize = _given_whitener(whitener, normalize)
-    truth_cols = [c for c in index.truth if c not in ("target", "snr")]
+    truth_cols = [c for c in index.truth if c not in ("target", index.snr_column)]
     bounds = [(lo, min(len(index), lo + part_size)) for lo in range(0, len(index), part_size)]
     try:
         part_keys = [_part_key(index, lo, hi, truth_cols) for lo, hi in bounds]

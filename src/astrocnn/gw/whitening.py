@@ -213,22 +213,31 @@ def padded_response(psd: np.ndarray, n: int, sample_rate: float, pad: int, band:
     return inverse_asd(psd) * _gain(length, float(sample_rate), None if band is None else tuple(band), int(order))
 
 
-def whiten_array(strain: np.ndarray, psd: np.ndarray, sample_rate: float = 2048.0, *, alpha: float = 0.0,
-                 band: tuple[float, float] | None = (20.0, 500.0), order: int = 4, pad: float = PAD_S,
-                 ar_order: int = AR_ORDER) -> np.ndarray:
+def whitening_filter(psd: np.ndarray, n: int = 4096, sample_rate: float = 2048.0, *,
+                     band: tuple[float, float] | None = (20.0, 500.0), order: int = 4, pad: float = PAD_S,
+                     ar_order: int = AR_ORDER) -> tuple[np.ndarray, np.ndarray, int]:
+    """What whitening with ``psd`` (C, n//2+1) needs, computed once: ``(response on the padded grid
+    (:func:`padded_response`), predictor coefficients (:func:`ar_predictor`), padding in samples)``."""
+    p = int(round(pad * sample_rate))
+    coeffs = ar_predictor(psd, ar_order) if p else np.zeros((np.atleast_2d(psd).shape[0], 0))
+    return padded_response(psd, n, sample_rate, p, band, order), coeffs, p
+
+
+def whiten_array(strain: np.ndarray, psd: np.ndarray | None, sample_rate: float = 2048.0, *, alpha: float = 0.0,
+                 filt: tuple[np.ndarray, np.ndarray, int] | None = None, **whitener) -> np.ndarray:
     """What :class:`Whitener` does, in numpy (float64): ``strain`` (..., C, n) whitened by ``psd`` (C, n//2+1)
-    in 1/Hz, band-passed, cropped to the window. ``pad`` in seconds."""
+    in 1/Hz, band-passed, cropped to the window. ``whitener``: the keywords of :func:`whitening_filter`
+    (band, order, pad in seconds, ar_order); ``filt``, its result, saves computing it again for one PSD."""
     x = np.asarray(strain, dtype=np.float64)
     n = x.shape[-1]
-    p = int(round(pad * sample_rate))
+    resp, coeffs, p = filt if filt is not None else whitening_filter(psd, n, sample_rate, **whitener)
     if alpha > 0:
         x = x * tukey(n, alpha)
-    xe = extend_by_prediction(x, ar_predictor(psd, ar_order), p)
-    resp = padded_response(psd, n, sample_rate, p, band, order)
+    xe = extend_by_prediction(x, coeffs, p)
     return np.fft.irfft(np.fft.rfft(xe, axis=-1) * resp, n=n + 2 * p, axis=-1)[..., p: p + n]
 
 
-def whitened_snr(signal: np.ndarray, psd: np.ndarray, sample_rate: float = 2048.0, **whitener) -> np.ndarray:
+def whitened_snr(signal: np.ndarray, psd: np.ndarray | None, sample_rate: float = 2048.0, **whitener) -> np.ndarray:
     """Optimal SNR of a noise-free ``signal`` (..., C, n) as a whitener delivers it: sqrt(2 / fs sum y^2) of
     the whitened, band-passed series y inside the window, per detector (root-sum-square them for the network).
 
