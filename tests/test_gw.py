@@ -603,6 +603,95 @@ def test_prepare_and_read_back(tmp_path):
     assert not (tmp_path / "bad.h5").exists() and not list(tmp_path.glob(".bad.h5*"))
 
 
+@pytest.fixture(scope="module")
+def noise_folder(tmp_path_factory):
+    """A folder of 200 noise-only simulated samples (design PSD)."""
+    return sim.simulate_g2net(200, 31, tmp_path_factory.mktemp("noise") / "sim", positive_fraction=0.0, workers=1)
+
+
+def _expected_hann_periodogram(psd_segment, n=4096):
+    """Exact expectation of the Hann periodogram (1/Hz) of the simulator's noise: the 2-s crop of a circular
+    4-s series whose rfft components m have variance PSD_m N fs / 2 (simulate_noise). The windowed DFT mixes
+    components at frequency offsets (2k -+ m) / N, whose weights |W|^2 an N-point FFT of the zero-padded window
+    gives exactly. (C, n // 2 + 1)."""
+    big = 2 * n
+    w = ss.windows.hann(n, sym=False)
+    w2 = np.abs(np.fft.fft(w, n=big)) ** 2
+    k = np.arange(n // 2 + 1)[:, None]
+    m = np.arange(1, n)[None, :]  # 4-s components, DC (PSD 0) and Nyquist left out
+    kern = w2[(2 * k - m) % big] + w2[(2 * k + m) % big]
+    return (kern @ psd_segment[:, 1:n].T).T / (big * (w ** 2).sum())
+
+
+def test_label_free_psd_of_pure_noise_matches_the_generating_psd(noise_folder):
+    """The median-over-samples PSD of a folder of pure noise is the generating PSD within its own statistical
+    error: per bin the bias-corrected median of 200 exponentials scatters by median_relative_error(200) =
+    10.2% (exact), so over 25-1000 Hz (~1950 bins, neighbours correlated in pairs by the Hann window) the
+    ratio to the PSD has that spread and a mean of 1 to well under 1%. Compared with the PSD as the Hann
+    window sees it (exactly computed), and with the PSD itself away from the design curves' narrow lines
+    (480 Hz H1/L1, 438 Hz V1), whose leakage a 2-s window cannot avoid."""
+    from astrocnn.gw.psd import folder_psd, median_relative_error
+
+    est = folder_psd(read_g2net(noise_folder), Whitener())
+    assert est.n == 200 and est.psd.shape == (3, 2049)
+    f = np.fft.rfftfreq(4096, 1 / 2048)
+    band = (f >= 25) & (f <= 1000)
+    sigma = median_relative_error(200)
+    assert sigma == pytest.approx(1.443 / np.sqrt(200), rel=0.02)
+    expected = _expected_hann_periodogram(sim.network_psd(n=8192))
+    ratio = est.psd[:, band] / expected[:, band]
+    np.testing.assert_allclose(ratio.mean(1), 1.0, atol=0.012)
+    np.testing.assert_allclose(ratio.std(1), sigma, rtol=0.1)
+    assert (np.abs(ratio - 1) > 4.5 * sigma).mean() < 0.002
+    clear = band & (np.abs(f - 480) > 5) & (np.abs(f - 438) > 5)
+    plain = est.psd[:, clear] / sim.network_psd()[:, clear]
+    np.testing.assert_allclose(plain.mean(1), 1.0, atol=0.015)
+    np.testing.assert_allclose(plain.std(1), sigma, rtol=0.1)
+    # without the median's bias correction it would sit at ln 2 = 0.69: the test tells them apart
+    assert np.all(np.abs(np.median(plain, 1) - 1) < 0.05)
+
+
+def test_label_free_psd_does_not_depend_on_file_order_or_labels(noise_folder, tmp_path):
+    from astrocnn.core.errors import InputError as Err
+    from astrocnn.gw.psd import folder_psd, median_psd
+
+    idx = read_g2net(noise_folder)
+    est = folder_psd(idx, Whitener(), batch_size=37)
+    # the same files, flat, in reverse order of writing and without any labels file
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in idx.paths[::-1]:
+        shutil.copy(p, flat / p.name)
+    again = folder_psd(read_g2net(flat), Whitener(), batch_size=64)
+    np.testing.assert_array_equal(again.psd, est.psd)
+    assert again.digest == est.digest and again.describe().startswith("data: median of 200 samples of ")
+    pg = Whitener().periodograms(np.stack([load_g2net_sample(p) for p in idx.paths[:65]])).numpy()
+    perm = np.random.default_rng(0).permutation(65)
+    np.testing.assert_array_equal(median_psd(pg[perm]), median_psd(pg))
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in idx.paths[:10]:
+        shutil.copy(p, few / p.name)
+    with pytest.raises(Err, match=r"few: 10 readable samples; a PSD estimated from the data needs at least 64"):
+        folder_psd(read_g2net(few), Whitener())
+
+
+def test_prepare_whitens_a_set_by_its_own_data_psd(noise_folder, tmp_path):
+    from astrocnn.gw.psd import folder_psd
+
+    (noise_folder / "training_labels.csv").rename(tmp_path / "labels.csv")  # label-free: no labels needed
+    try:
+        out = prepare_g2net(noise_folder, tmp_path / "data.h5", psd="data")
+    finally:
+        (tmp_path / "labels.csv").rename(noise_folder / "training_labels.csv")
+    ds = StrainSet(out)
+    est = folder_psd(read_g2net(noise_folder), Whitener())
+    np.testing.assert_array_equal(ds.whitening_psd, est.psd)
+    assert ds.attrs["whitening_fit"] == est.describe() and int(ds.attrs["whitening_n_fit"]) == 200
+    with pytest.raises(InputError, match="not both"):
+        prepare_g2net(noise_folder, tmp_path / "x.h5", whitener=out, psd="data")
+
+
 def test_strain_set_refuses_other_files(tmp_path):
     with h5py.File(tmp_path / "other.h5", "w") as h5:
         h5.attrs["format"] = "astrocnn-prepared"

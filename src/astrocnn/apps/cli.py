@@ -103,8 +103,12 @@ def _add_prepare(sub) -> None:
     s.add_argument("directory", type=Path)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--whitener", type=Path, default=None,
-                   help="prepared TRAINING set whose whitening spectrum to use (default: fit on this folder's "
-                        "noise-only samples; do that only for a training set)")
+                   help="prepared TRAINING set whose whitening spectrum to use (default: estimate it from this "
+                        "folder, see --psd)")
+    s.add_argument("--psd", choices=("noise", "data"), default="noise",
+                   help="without --whitener, the whitening spectrum of this folder: noise = the average of its "
+                        "noise-only samples (reads the labels: a training set only); data = the median of all "
+                        "its samples, no labels read (any set; what predict does by default)")
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="skip unreadable samples and list them in FILE.rejects.csv (default), or stop at the first")
@@ -313,8 +317,10 @@ def _cmd_prepare(args) -> int:
     if args.what == "g2net":
         from astrocnn.gw.prepare import prepare_g2net
 
+        if args.whitener is not None and args.psd != "noise":
+            raise InputError(args.whitener, "give --whitener (a training set's spectrum) or --psd data, not both")
         out = prepare_g2net(args.directory, args.out, whitener=args.whitener, workers=args.workers,
-                            on_error=args.on_error, force=args.force, **_part_size(args))
+                            on_error=args.on_error, force=args.force, psd=args.psd, **_part_size(args))
         print(out)
         return 0
     if args.what == "arrays":
