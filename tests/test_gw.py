@@ -510,6 +510,35 @@ def test_whiten_long_segment_and_windows():
     np.testing.assert_array_equal(win[3], w[:, 3 * 1024: 3 * 1024 + 4096])
 
 
+def test_running_psd_follows_a_change_in_the_noise():
+    """A 192-s segment whose noise is 3x louder (in amplitude) after 96 s: whitened with a running PSD each
+    part comes out at unit variance; with one PSD for the whole segment the loud half is ~9x the quiet one.
+    A segment no longer than the span is whitened with its own single PSD, exactly as before."""
+    from astrocnn.gw.whitening import whiten_running
+
+    rng = np.random.default_rng(15)
+    x = sim.simulate_noise(rng, n=192 * 2048)
+    x[:, 96 * 2048:] *= 3.0
+    run, how = whiten_running(x, 2048.0)
+    once = whiten_long_segment(x, 2048.0)
+    assert how.startswith("running: median Welch PSD (4-s FFTs) of the 64 s around each 8-s stretch")
+    quiet, loud = slice(8 * 2048, 56 * 2048), slice(136 * 2048, 184 * 2048)  # 40 s clear of the change
+    ratio_run = run[:2, loud].var() / run[:2, quiet].var()
+    ratio_once = once[:2, loud].var() / once[:2, quiet].var()
+    assert 0.9 < ratio_run < 1.1 and ratio_once > 6, (ratio_run, ratio_once)
+    # whitened noise of unit one-sided PSD through the band-pass has variance integral |H|^4 df (441 Hz)
+    from astrocnn.gw.whitening import bandpass_gain
+
+    f = np.fft.rfftfreq(4096, 1 / 2048)
+    expected = np.sum(bandpass_gain(f, 2048.0, (20.0, 500.0)) ** 2) * 0.5
+    for part in (quiet, loud):
+        assert run[:2, part].var() == pytest.approx(expected, rel=0.05)
+    short = x[:, : 32 * 2048]
+    white, how = whiten_running(short, 2048.0)
+    np.testing.assert_array_equal(white, whiten_long_segment(short, 2048.0))
+    assert how == "segment: median Welch PSD (4-s FFTs) of the whole 32-s segment"
+
+
 # ---------------------------------------------------------------------------------------------- matched filter
 
 def _injection(seed, snr=20.0):

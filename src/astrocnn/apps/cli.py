@@ -191,6 +191,11 @@ def _add_train_and_apply(sub) -> None:
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="give an input that cannot be used a row with the reason in 'error' (default), or stop "
                         "at the first such input with exit status 2 and no predictions file")
+    s.add_argument("--psd", choices=("data", "training"), default=None,
+                   help="detection runs: the noise spectrum that whitens G2Net folders and GWOSC files: data "
+                        "(default) = estimated from the data being scored, no labels read (a folder: median over "
+                        "its samples, at least 64; a GWOSC segment: running median Welch PSD); training = the "
+                        "run's training spectrum. The 'psd' column of the output says which")
 
     sub.add_parser("models", help="list the ready-made models: name, version, pinned name, task, card")
     zoo = sub.add_parser("zoo", help="make a ready-made model from scratch with its recipe")
@@ -423,12 +428,14 @@ def _cmd_predict(args) -> int:
     from astrocnn.apps.predict import predict_inputs, predict_with_model
 
     if args.model is not None:
+        if args.psd is not None:
+            raise InputError(None, "--psd is for detection runs, not ready-made models")
         _, rows = predict_with_model(args.model, args.paths, args.out, workers=args.workers, on_error=args.on_error)
     else:
         if len(args.paths) < 2:
             raise InputError(None, "give a run folder and at least one input, or --model NAME and the inputs")
         _, rows = predict_inputs(args.paths[0], args.paths[1:], args.out, batch_size=args.batch_size,
-                                 workers=args.workers, on_error=args.on_error)
+                                 workers=args.workers, on_error=args.on_error, psd=args.psd)
     n_err = sum(1 for r in rows if r[-1])
     print(f"{args.out}: {len(rows) - n_err} predictions, {n_err} inputs could not be used")
     return 0

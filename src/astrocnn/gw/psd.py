@@ -93,7 +93,8 @@ class DataPsd:
         return hashlib.sha256(np.ascontiguousarray(self.psd, dtype=np.float64).tobytes()).hexdigest()[:8]
 
     def describe(self) -> str:
-        return f"data: median of {self.n} samples of {self.source} (psd {self.digest})"
+        # no digest here: its last bits depend on the machine's FFT, and the description goes into tables
+        return f"data: median of {self.n} samples of {self.source}"
 
 
 def folder_psd(index: G2NetIndex, whitener: Whitener, *, min_samples: int = MIN_SAMPLES,

@@ -14,8 +14,9 @@ done in the frequency domain in one FFT pair per call, vectorised over the batch
 * :func:`whiten_array` - the same whitening in numpy (for worker processes that should not run torch) and
   :func:`whitened_snr`, the optimal SNR of a noise-free signal as the whitener delivers it.
 * :class:`Normalize` - per-sample scaling.
-* :func:`whiten_long_segment` and :func:`sliding_windows` - for long real segments (GWOSC): whiten the whole
-  segment with its own median-averaged Welch PSD, then cut 2-s windows.
+* :func:`whiten_long_segment`, :func:`whiten_running` and :func:`sliding_windows` - for long real segments
+  (GWOSC): whiten the whole segment with its own median-averaged Welch PSD (one for a segment up to a minute,
+  a running one around each stretch beyond), then cut 2-s windows.
 
 The band-pass multiplies the spectrum by |H(f)|^2 of a Butterworth filter: exactly the magnitude response of
 ``scipy.signal.sosfiltfilt`` with the same filter, i.e. zero phase. It acts circularly, which is harmless
@@ -464,6 +465,23 @@ def welch_psd(strain: np.ndarray, sample_rate: float, fftlength: float = 4.0) ->
                       average="median", axis=-1)
 
 
+def _whiten_by(x: np.ndarray, window: np.ndarray, sample_rate: float, f_w: np.ndarray, p_w: np.ndarray,
+               band: tuple[float, float] | None, order: int) -> np.ndarray:
+    """(C, T) series times ``window``, divided by the ASD of the Welch PSD ``p_w`` (C, n_f) at ``f_w`` and
+    band-passed, in one FFT; channels that are all zero stay zero."""
+    n = x.shape[-1]
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    spec = np.fft.rfft(x * window, axis=-1)
+    gain = np.ones_like(freqs) if band is None else bandpass_gain(freqs, sample_rate, band, order)
+    out = np.zeros_like(x)
+    for k in range(x.shape[0]):
+        if not np.any(x[k]):
+            continue
+        inv = inverse_asd(np.interp(freqs, f_w, p_w[k]))
+        out[k] = np.fft.irfft(spec[k] * inv * gain, n=n)
+    return out
+
+
 def whiten_long_segment(
     strain: np.ndarray,
     sample_rate: float,
@@ -483,19 +501,67 @@ def whiten_long_segment(
     """
     x = np.atleast_2d(np.asarray(strain, dtype=np.float64))
     n = x.shape[-1]
-    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
     f_w, p_w = welch_psd(x, sample_rate, fftlength)
     alpha = min(1.0, 2.0 * taper_s * sample_rate / n)
-    spec = np.fft.rfft(x * tukey(n, alpha), axis=-1)
-    gain = np.ones_like(freqs) if band is None else bandpass_gain(freqs, sample_rate, band, order)
-    out = np.zeros_like(x)
-    for k in range(x.shape[0]):
-        if not np.any(x[k]):
-            continue
-        inv = inverse_asd(np.interp(freqs, f_w, p_w[k]))
-        out[k] = np.fft.irfft(spec[k] * inv * gain, n=n)
-    out = out.reshape(np.shape(strain))
+    out = _whiten_by(x, tukey(n, alpha), sample_rate, f_w, p_w, band, order).reshape(np.shape(strain))
     return (out, f_w, p_w) if return_psd else out
+
+
+#: A running PSD (:func:`whiten_running`) for each stretch of ``RUNNING_BLOCK_S`` seconds is the median Welch
+#: estimate of the ``RUNNING_SPAN_S`` seconds of data around it: long enough for a median over 31 half-
+#: overlapping 4-s FFTs, short enough to follow the drifts of real detector noise over minutes.
+RUNNING_SPAN_S = 64.0
+RUNNING_BLOCK_S = 8.0
+
+
+def _chunk_window(length: int, left: int, right: int) -> np.ndarray:
+    """Ones with half-cosine ramps of ``left`` and ``right`` samples at the ends."""
+    w = np.ones(length)
+    if left:
+        w[:left] = 0.5 * (1.0 - np.cos(np.pi * np.arange(left) / left))
+    if right:
+        w[length - right:] = 0.5 * (1.0 + np.cos(np.pi * (np.arange(right) + 1) / right))
+    return w
+
+
+def whiten_running(
+    strain: np.ndarray,
+    sample_rate: float,
+    *,
+    fftlength: float = 4.0,
+    span_s: float = RUNNING_SPAN_S,
+    block_s: float = RUNNING_BLOCK_S,
+    band: tuple[float, float] | None = (20.0, 500.0),
+    order: int = 4,
+    taper_s: float = 1.0,
+) -> tuple[np.ndarray, str]:
+    """Whiten a long segment (C, T) or (T,) with a running PSD estimated from the data around each stretch.
+
+    Every ``block_s`` stretch is whitened with the median Welch PSD (``fftlength``-s FFTs) of the ``span_s``
+    seconds of data centred on it (shifted to stay inside the segment), on a chunk reaching ``fftlength`` s
+    (or ``taper_s``, the larger) beyond the stretch on each side and tapered only there, so the whitening
+    filter never sees an edge inside the stretch; the segment's own ends are tapered over ``taper_s`` as in
+    :func:`whiten_long_segment`. A segment no longer than ``span_s`` has one PSD, its own: the result is
+    then exactly :func:`whiten_long_segment`'s. Returns ``(whitened, description of the PSD)``.
+    """
+    x = np.atleast_2d(np.asarray(strain, dtype=np.float64))
+    total = x.shape[-1]
+    if total <= span_s * sample_rate:
+        white = whiten_long_segment(strain, sample_rate, fftlength, band, order, taper_s)
+        return white, (f"segment: median Welch PSD ({fftlength:g}-s FFTs) of the whole "
+                       f"{total / sample_rate:g}-s segment")
+    span, block = int(round(span_s * sample_rate)), int(round(block_s * sample_rate))
+    margin, edge = int(round(max(fftlength, taper_s) * sample_rate)), int(round(taper_s * sample_rate))
+    out = np.zeros_like(x)
+    for b0 in range(0, total, block):
+        b1 = min(total, b0 + block)
+        s0 = min(max(0, (b0 + b1) // 2 - span // 2), total - span)
+        f_w, p_w = welch_psd(x[:, s0: s0 + span], sample_rate, fftlength)
+        c0, c1 = max(0, b0 - margin), min(total, b1 + margin)
+        win = _chunk_window(c1 - c0, b0 - c0 if c0 < b0 else edge, c1 - b1 if c1 > b1 else edge)
+        out[:, b0:b1] = _whiten_by(x[:, c0:c1], win, sample_rate, f_w, p_w, band, order)[:, b0 - c0: b1 - c0]
+    return out.reshape(np.shape(strain)), (f"running: median Welch PSD ({fftlength:g}-s FFTs) of the "
+                                           f"{span_s:g} s around each {block_s:g}-s stretch")
 
 
 def psd_on_grid(freqs: np.ndarray, psd: np.ndarray, n_samples: int = 4096, sample_rate: float = 2048.0) -> np.ndarray:
