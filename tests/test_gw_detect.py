@@ -175,6 +175,10 @@ def test_default_detect_config():
     assert cfg.model.kernels == DETECT_MODEL["kernels"] and cfg.model.dense == [64]
     assert cfg.model.in_channels == 3 and cfg.model.length == 4096 and cfg.data.inputs == ["strain"]
     assert cfg.task.classes is None
+    # the augmentation the README's numbers were trained with is the default, so `astrocnn train detect` uses it
+    assert (cfg.data.aug_flip, cfg.data.aug_swap, cfg.data.aug_delay) == (True, True, 8)
+    assert default_config("detect", data={"aug_delay": 0}).data.aug_flip is True
+    assert default_config("redshift").data.aug_flip is False
     assert CNN(cfg.model).features == 64
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
