@@ -29,6 +29,17 @@ def test_simulate_prepare_baseline(tmp_path, capsys):
                  "--out", str(out)]) == 0
     m = json.loads(out.read_text())
     assert m["n"] == 12 and m["roc_auc"] > 0.95
+    # per-sample scores for a paired comparison; a detector against itself differs by exactly nothing
+    from astrocnn.gw.baseline import paired_comparison, read_scores
+
+    scores = tmp_path / "mf.csv"
+    assert main(["-q", "baseline", "gw", "--data", str(test), "--psd-from", str(tmp_path / "train.h5"),
+                 "--scores-out", str(scores)]) == 0
+    sc = read_scores(scores)
+    assert list(sc["id"]) == list(index.ids) and list(sc["target"]) == list(index.target)
+    np.testing.assert_allclose(sc["snr"], index.snr, rtol=1e-5)
+    p = paired_comparison(sc["id"][::-1], sc["score"][::-1], sc, n_boot=200)  # matched by id, not by order
+    assert p["n"] == 12 and p["diff"] == p["low"] == p["high"] == 0.0 and p["auc_filter"] == pytest.approx(m["roc_auc"])
     # an evaluation set is whitened with the training set's noise spectrum (its own would leak labels)
     assert main(["-q", "prepare", "g2net", str(test), "--out", str(tmp_path / "test.h5"),
                  "--whitener", str(tmp_path / "train.h5")]) == 0

@@ -122,10 +122,13 @@ def _add_baseline(sub) -> None:
     s = base_sub.add_parser("gw", help="coincident matched filter with an aligned-spin IMRPhenomD template bank")
     s.add_argument("--data", type=Path, required=True, help="G2Net-layout folder with labels")
     s.add_argument("--psd-from", default=None,
-                   help="TRAINING folder, prepared training set (.h5) or 'design' for the noise spectrum "
-                        "(default: the data's own noise-only samples, which leaks labels; a warning says so)")
+                   help="TRAINING folder, prepared training set (.h5), 'design', or 'data' (the median PSD of all "
+                        "of --data's samples, no labels read: what predict whitens a folder with) for the noise "
+                        "spectrum (default: the data's own noise-only samples, which leaks labels; a warning says so)")
     s.add_argument("--max-samples", type=int, default=None)
     s.add_argument("--out", type=Path, default=None, help="metrics JSON")
+    s.add_argument("--scores-out", type=Path, default=None,
+                   help="per-sample scores CSV (id,target,snr,score), to compare a network with on the same samples")
     s = base_sub.add_parser("redshift", help="quasar redshifts by template fitting (PCA eigenspectra, chi2 over z)")
     s.add_argument("--data", type=Path, required=True, help="prepared set with redshifts to fit and score")
     s.add_argument("--train", type=Path, default=None, help="prepared TRAINING set to learn the templates from")
@@ -486,7 +489,8 @@ def _cmd_baseline(args) -> int:
         return _baseline_redshift(args)
     from astrocnn.gw.baseline import baseline_metrics
 
-    m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples)
+    m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples,
+                         scores_out=args.scores_out)
     print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
     return 0
 
