@@ -172,7 +172,7 @@ def predict_inputs(
 
     Returns ``(columns, rows)`` and, with ``out``, writes them as CSV atomically. Columns: ``id``,
     ``source``, the task's outputs (:meth:`~astrocnn.tasks.base.Task.prediction_columns`: ``z_pred`` and
-    ``z_conf``; ``class`` and one probability per class; ``gps_centre``, ``score``, ``logit``, ``valid``),
+    ``z_conf``; ``class`` and one probability per class; ``gps_centre``, ``score``, ``logit``, ``valid``, ``psd``),
     and ``error`` (empty when the prediction is valid).
 
     on_error : ``"skip"``: an input that cannot be used (missing, unreadable, incompatible with the run)
