@@ -173,6 +173,13 @@ def test_varied_noise_is_seeded_and_follows_its_own_psd():
     ln_asd = 0.5 * np.log(ratios)
     assert abs(np.median(ln_asd)) < 0.06 and 0.25 < 1.4826 * np.median(np.abs(ln_asd - np.median(ln_asd))) < 0.4
     assert np.corrcoef(ln_asd[:, 0], ln_asd[:, 1])[0, 1] < 0.2  # drawn per detector
+    # a prior that varies nothing gives back the design curves; another prior, another noise (a domain shift)
+    from astrocnn.gw.noise_variation import VariationPrior
+
+    still = VariationPrior(scale_sigma=0.0, tilt_max=0.0, bumps_max=0, lines_max=0, low_scale=(1.0, 1.0))
+    np.testing.assert_allclose(sim.sample_psds(3, 1, "varied", prior=still)[0], design, rtol=1e-12)
+    wide = VariationPrior(tilt_max=1.0)
+    assert not np.array_equal(sim.simulate_sample(3, 1, noise="varied", prior=wide)[0], a)
     # the noise follows its drawn PSD: 200 draws of one sample's PSD, Hann periodograms, band means within 3%
     rng = np.random.default_rng(0)
     x = np.stack([sim.simulate_noise(rng, psd=psd_seg) for _ in range(200)])

@@ -445,12 +445,12 @@ def _rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generat
     return src, noise
 
 
-def _varied_network_psd(variations, n: int, bump: bool) -> np.ndarray:
+def _varied_network_psd(variations, n: int, bump: bool, prior: VariationPrior) -> np.ndarray:
     freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
     rows = []
     for det, v in zip(DETECTORS, variations):
         low = bump_psd(freqs) if bump and det in ("H1", "L1") else None
-        rows.append(varied_psd(freqs, noise_psd(det, n, SAMPLE_RATE, bump and det == "V1"), low, v))
+        rows.append(varied_psd(freqs, noise_psd(det, n, SAMPLE_RATE, bump and det == "V1"), low, v, prior))
     return np.stack(rows)
 
 
@@ -471,7 +471,8 @@ def sample_psds(seed: int, index: int, noise: str = "design", bump: bool = True,
         return network_psd(N_SAMPLES, SAMPLE_RATE, bump), network_psd(_SEGMENT, SAMPLE_RATE, bump)
     rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), 2)))
     variations = [draw_variation(rng, prior) for _ in DETECTORS]
-    return _varied_network_psd(variations, N_SAMPLES, bump), _varied_network_psd(variations, _SEGMENT, bump)
+    return (_varied_network_psd(variations, N_SAMPLES, bump, prior),
+            _varied_network_psd(variations, _SEGMENT, bump, prior))
 
 
 def simulate_sample(
@@ -484,6 +485,7 @@ def simulate_sample(
     positive_fraction: float = 0.5,
     bump: bool = True,
     noise: str = "design",
+    prior: VariationPrior = VariationPrior(),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Sample ``index`` of the set drawn with ``seed``: (strain (3, 4096) float64 at 2048 Hz, truth dict).
 
@@ -491,13 +493,13 @@ def simulate_sample(
     SNR ~ lognormal(``snr_median``, ``snr_sigma``). Truth holds every source parameter (NaN for negatives),
     the injected network and per-detector SNRs, ``snr_seen`` (what the whitener leaves of it; see the module
     docstring) and the luminosity distance the SNR implies. ``noise``: ``"design"`` or ``"varied"`` (a PSD
-    per sample and detector, :func:`sample_psds`).
+    per sample and detector drawn from ``prior``, :func:`sample_psds`).
     """
     src, noise_rng = _rngs(seed, index)
     target = int(src.random() < positive_fraction)
     params = draw_parameters(src, approximant)
     snr_goal = float(snr_median * math.exp(snr_sigma * src.standard_normal()))
-    psd, psd_segment = sample_psds(seed, index, noise, bump) if noise != "design" else (None, None)
+    psd, psd_segment = sample_psds(seed, index, noise, bump, prior) if noise != "design" else (None, None)
     strain = simulate_noise(noise_rng, bump=bump, psd=psd_segment)
     truth: dict[str, Any] = {c: math.nan for c in TRUTH_COLUMNS}
     truth.update(id=sample_id(seed, index), target=target, approximant=approximant if target else "")
@@ -568,6 +570,7 @@ def simulate_g2net(
     bump: bool = True,
     chunk: int = 200,
     noise: str = "design",
+    prior: VariationPrior | None = None,
 ) -> Path:
     """Write ``n`` simulated samples in Kaggle's G2Net layout under ``out_dir``; returns ``out_dir``.
 
@@ -578,7 +581,8 @@ def simulate_g2net(
     all cores) give the same bytes as one, since each sample depends only on ``(seed, index)``.
     ``noise``: ``"design"`` (every sample's noise from the design curves) or ``"varied"`` (a PSD drawn per
     sample and detector around them, :mod:`~astrocnn.gw.noise_variation`: train on this so the network does
-    not learn one noise curve).
+    not learn one noise curve). ``prior``: the ranges of those variations (default :class:`VariationPrior`;
+    another one makes a test set whose noise is unlike the training noise's).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -591,8 +595,9 @@ def simulate_g2net(
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     out_dir = Path(out_dir)
+    prior = VariationPrior() if prior is None else prior
     kwargs = dict(snr_median=snr_median, snr_sigma=snr_sigma, approximant=approximant,
-                  positive_fraction=positive_fraction, bump=bump, noise=noise)
+                  positive_fraction=positive_fraction, bump=bump, noise=noise, prior=prior)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     # several chunks per worker so a worker that drew the slow (low-mass, long) waveforms does not finish last
     chunk = max(1, min(int(chunk), math.ceil(n / (4 * workers))))
@@ -616,12 +621,13 @@ def simulate_g2net(
             w = csv.writer(fh)
             w.writerow(TRUTH_COLUMNS)
             w.writerows([_fmt(r[c]) for c in TRUTH_COLUMNS] for r in rows)
-    settings = dict(kwargs, n=n, seed=seed, split=split, sample_rate=SAMPLE_RATE, n_samples=N_SAMPLES,
+    settings = dict({k: v for k, v in kwargs.items() if k != "prior"}, n=n, seed=seed, split=split,
+                    sample_rate=SAMPLE_RATE, n_samples=N_SAMPLES,
                     detectors=list(DETECTORS), f_low=F_LOW, snr_band=list(SNR_BAND),
                     merger_window=list(MERGER_WINDOW), gps_reference=GPS_REFERENCE, generator="astrocnn.gw.simulate",
                     snr_seen="whitened_snr through a default Whitener (padded, band 20-500 Hz), the sample's own PSD")
     if noise == "varied":
-        settings["noise_variation"] = asdict(VariationPrior())
+        settings["noise_variation"] = asdict(prior)
     write_text_atomic(out_dir / ("simulation.json" if split == "train" else f"{split}_simulation.json"),
                       json.dumps(settings, indent=2) + "\n")
     return out_dir
