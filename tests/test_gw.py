@@ -18,8 +18,8 @@ import torch
 from astrocnn.core.errors import InputError
 from astrocnn.core import roc
 from astrocnn.gw.readers import (gwosc_network, load_g2net_sample, read_g2net, read_gwosc, read_ldas_hdf, resample_rate)
-from astrocnn.gw.whitening import (Normalize, Whitener, butter_sos, psd_on_grid, sliding_windows,
-                                    whiten_long_segment)
+from astrocnn.gw.whitening import (Normalize, Whitener, butter_sos, psd_on_grid, sliding_windows, whiten_array,
+                                    whiten_long_segment, whitened_snr)
 
 lal = pytest.importorskip("lal")
 lalsim = pytest.importorskip("lalsimulation")
@@ -144,10 +144,53 @@ def test_truth_is_consistent_with_the_strain():
     snrs = sim.optimal_snr(signal)
     np.testing.assert_allclose(snrs, [truth["snr_H1"], truth["snr_L1"], truth["snr_V1"]], rtol=1e-6)
     assert np.sqrt((snrs ** 2).sum()) == pytest.approx(truth["snr"], rel=1e-6)
+    # what the network is given: the signal through a default whitener with the noise's own PSD
+    seen = whitened_snr(signal, sim.network_psd())
+    assert np.sqrt((seen ** 2).sum()) == pytest.approx(truth["snr_seen"], rel=1e-6)
     params = sim.SourceParameters(**{k: truth[k] for k in sim.SourceParameters.__dataclass_fields__})
     again = sim.detector_signals(params, truth["approximant"])
     np.testing.assert_allclose(again, signal, atol=1e-4 * np.abs(signal).max())
     assert 5 <= truth["mass2"] <= truth["mass1"] <= 100 and 1.5 <= truth["t_merger"] <= 1.9
+
+
+def test_varied_noise_is_seeded_and_follows_its_own_psd():
+    """noise="varied": each sample and detector has its own PSD (sample_psds), drawn from the sample's own
+    stream; its noise is drawn from that PSD and its SNRs are measured against it."""
+    a, ta = sim.simulate_sample(3, 1, noise="varied")
+    b, tb = sim.simulate_sample(3, 1, noise="varied")
+    np.testing.assert_array_equal(a, b)
+    assert repr(ta) == repr(tb)
+    assert not np.array_equal(a, sim.simulate_sample(3, 1)[0])
+    psd, psd_seg = sim.sample_psds(3, 1, "varied")
+    design = sim.network_psd()
+    assert psd.shape == design.shape and psd_seg.shape == (3, 4097)
+    np.testing.assert_allclose(psd_seg[:, ::2], psd, rtol=1e-12)  # the same curve on both grids
+    if ta["target"] == 0:  # a noise-only sample: exactly the varied noise
+        np.testing.assert_array_equal(a, sim.simulate_noise(sim._rngs(3, 1)[1], psd=psd_seg))
+    # every detector of every sample is its own curve: the ratio to the design curve at 100 Hz (pivot of the
+    # tilt) has the drawn scale's log-spread, 0.3 in ln ASD, apart from bumps and lines that land there
+    ratios = np.array([sim.sample_psds(3, i, "varied")[0][:, 200] / design[:, 200] for i in range(200)])
+    ln_asd = 0.5 * np.log(ratios)
+    assert abs(np.median(ln_asd)) < 0.06 and 0.25 < 1.4826 * np.median(np.abs(ln_asd - np.median(ln_asd))) < 0.4
+    assert np.corrcoef(ln_asd[:, 0], ln_asd[:, 1])[0, 1] < 0.2  # drawn per detector
+    # a prior that varies nothing gives back the design curves; another prior, another noise (a domain shift)
+    from astrocnn.gw.noise_variation import VariationPrior
+
+    still = VariationPrior(scale_sigma=0.0, tilt_max=0.0, bumps_max=0, lines_max=0, low_scale=(1.0, 1.0))
+    np.testing.assert_allclose(sim.sample_psds(3, 1, "varied", prior=still)[0], design, rtol=1e-12)
+    wide = VariationPrior(tilt_max=1.0)
+    assert not np.array_equal(sim.simulate_sample(3, 1, noise="varied", prior=wide)[0], a)
+    # the noise follows its drawn PSD: 200 draws of one sample's PSD, Hann periodograms, band means within 3%
+    rng = np.random.default_rng(0)
+    x = np.stack([sim.simulate_noise(rng, psd=psd_seg) for _ in range(200)])
+    w = ss.windows.hann(4096, sym=False)
+    pg = (2 * np.abs(np.fft.rfft(x * w, axis=-1)) ** 2 / (2048 * (w ** 2).sum())).mean(0)
+    f = np.fft.rfftfreq(4096, 1 / 2048)
+    for lo, hi in [(30, 100), (100, 300), (300, 1000)]:
+        band = (f >= lo) & (f < hi)
+        # 200 samples x >= 140 bins (Hann-correlated in pairs): each band mean is good to ~0.9%, so 4% is
+        # 4 sigma and leakage around the drawn lines
+        np.testing.assert_allclose((pg[:, band] / psd[:, band]).mean(1), 1.0, atol=0.04)
 
 
 def test_snr_distribution_and_balance():
@@ -178,7 +221,9 @@ def test_g2net_round_trip_nested_and_flat(tmp_path):
         np.testing.assert_array_equal(load_g2net_sample(idx.paths[j]), strain)
         assert idx.target[j] == truth["target"]
         if truth["target"]:
-            assert idx.snr[j] == pytest.approx(truth["snr"]) and float(rows[truth["id"]]["mass1"]) == truth["mass1"]
+            # the SNR the reader gives is what the whitener leaves of the signal, not the injected one
+            assert idx.snr[j] == pytest.approx(truth["snr_seen"]) and float(rows[truth["id"]]["mass1"]) == truth["mass1"]
+            assert idx.snr_column == "snr_seen" and 0.9 * truth["snr"] < truth["snr_seen"] <= truth["snr"]
         else:
             assert np.isnan(idx.snr[j]) and rows[truth["id"]]["mass1"] == ""
     # the same samples in a flat folder with the labels beside it, as in the real shared/data/g2net
@@ -359,6 +404,24 @@ def test_whitener_state_and_errors(noise):
     torch.testing.assert_close(y32.double(), w(x), rtol=1e-4, atol=1e-3)
 
 
+def test_legacy_whitener_config_is_rebuilt_as_it_was(noise):
+    """A whitener stored before padding existed (no pad in its config) whitens exactly as then: Tukey window
+    over the data, no padding, PSD fitted with Tukey periodograms. Prepared sets and runs made then still
+    reproduce their inputs."""
+    psd = sim.network_psd()
+    old = Whitener.from_state({"alpha": 0.2, "band": [20.0, 500.0], "order": 4}, psd)
+    assert (old.pad, old.ar_order, old.fit_window) == (0.0, 0, "tukey")
+    win = ss.windows.tukey(4096, 0.2)
+    from astrocnn.gw.whitening import bandpass_gain, inverse_asd
+    resp = inverse_asd(psd) * bandpass_gain(np.fft.rfftfreq(4096, 1 / 2048), 2048.0, (20.0, 500.0))
+    expect = np.fft.irfft(np.fft.rfft(noise[:3] * win, axis=-1) * resp, n=4096, axis=-1)
+    np.testing.assert_allclose(old.whiten(noise[:3]), expect, rtol=0, atol=1e-10 * np.abs(expect).max())
+    np.testing.assert_allclose(old.periodograms(noise[:2]).numpy(),
+                               2 * np.abs(np.fft.rfft(noise[:2] * win, axis=-1)) ** 2 / (2048 * (win ** 2).sum())
+                               * np.r_[0.5, np.ones(2047), 0.5], rtol=1e-9)
+    assert Whitener.from_state(Whitener().config(), psd).config() == Whitener().config()
+
+
 def test_normalize():
     x = torch.randn(4, 3, 4096, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.0])[None, :, None]
     y = Normalize("channel")(x)
@@ -366,6 +429,77 @@ def test_normalize():
     assert (y[:, 2] == 0).all()
     z = Normalize("sample")(x)
     torch.testing.assert_close(z.std(dim=(-2, -1)), torch.ones(4, dtype=torch.float64))
+
+
+def _band_limited_snr(signal, band=(20.0, 500.0), seconds=8):
+    """Reference for what whitening + band-pass can keep of a signal: its optimal SNR with the band-pass's
+    power gain |H|^4 (zero phase, forward-backward) as weight, from the exact linear spectrum of the window's
+    samples (zero-padded to ``seconds``) and the simulator's PSD on that grid: no padding, taper or crop.
+    Below 10 Hz the PSD falls off a cliff (its values reach 1e-300) and the band-pass has removed everything
+    (|H|^4 < 2e-5): those bins are left out, as the whitener leaves them out."""
+    m = int(seconds * 2048)
+    f = np.fft.rfftfreq(m, 1 / 2048)
+    _, h = ss.sosfreqz(ss.butter(4, band, "bandpass", fs=2048, output="sos"), worN=f, fs=2048)
+    psd = sim.network_psd(n=m)
+    spec = np.fft.rfft(signal, n=m, axis=-1) / 2048
+    ok = (psd > 0) & (f >= 10.0)
+    w = np.where(ok, np.abs(h) ** 4 / np.where(ok, psd, 1.0), 0.0)
+    return np.sqrt(4 * (2048 / m) * np.sum(np.abs(spec) ** 2 * w, axis=-1))
+
+
+def _mergers_at(t_merger, n=6, seed=13):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        p = sim.draw_parameters(rng)
+        p.t_merger = t_merger
+        out.append(sim.detector_signals(p))
+    # and the two extremes of the prior: the heaviest binary (short, all merger) and the lightest (long inspiral)
+    for m in (100.0, 5.0):
+        p = sim.draw_parameters(rng)
+        p.mass1 = p.mass2 = m
+        p.t_merger = t_merger
+        out.append(sim.detector_signals(p))
+    return np.stack(out)
+
+
+def test_window_keeps_the_snr_of_a_merger_at_the_end():
+    """A merger at 1.9 s of the 2-s window (the latest the simulator draws) keeps >= 99% of its band-limited
+    optimal SNR through the default whitening + band-pass: the taper lies in the padding. The Tukey(0.2)
+    window over the data that whiteners used before keeps much less (the issue measured ~0.75), so this
+    test can tell them apart."""
+    signals = _mergers_at(1.9)
+    psd = sim.network_psd()
+    ref = np.sqrt((_band_limited_snr(signals) ** 2).sum(-1))
+    new = Whitener().set_psd(psd).whiten(signals)
+    kept = np.sqrt(2 / 2048 * (new ** 2).sum(axis=(-2, -1))) / ref
+    assert kept.min() >= 0.99 and kept.max() <= 1.01, kept
+    per_det = np.sqrt(2 / 2048 * (new ** 2).sum(-1)) / _band_limited_snr(signals)
+    assert per_det.min() >= 0.98, per_det
+    old = Whitener.from_state({"alpha": 0.2}, psd).whiten(signals)
+    kept_old = np.sqrt(2 / 2048 * (old ** 2).sum(axis=(-2, -1))) / ref
+    assert kept_old.min() < 0.9 and np.median(kept_old) < 0.9, kept_old
+    # the numpy whitening the simulator uses is the same computation, and whitened_snr is this measure
+    np.testing.assert_allclose(whiten_array(signals, psd), new, rtol=0, atol=1e-9 * np.abs(new).max())
+    np.testing.assert_allclose(np.sqrt((whitened_snr(signals, psd) ** 2).sum(-1)), kept * ref, rtol=1e-9)
+
+
+def test_whitened_noise_keeps_its_variance_to_the_ends():
+    """Noise whitened with padding keeps its variance up to the window's ends (within 20% in the first and
+    last 50 ms), where zeros in the padding raise it many times (the jump from the loud < 20 Hz noise to 0; a
+    mirror image, with its kink in the curvature, raised it ~7 times in the first 10 ms) and the Tukey(0.2)
+    window lowers it to a few percent."""
+    rng = np.random.default_rng(14)
+    x = np.stack([sim.simulate_noise(rng) for _ in range(150)])
+    w = Whitener().set_psd(sim.network_psd())
+    v = (w.whiten(x) ** 2).mean(axis=(0, 1))
+    mid = v[1024:3072].mean()
+    # 150 samples x 3 detectors x >= 20 time samples: each slice's mean is good to ~2%
+    for sl in (slice(0, 20), slice(20, 100), slice(-100, -20), slice(-20, None)):
+        assert 0.8 < v[sl].mean() / mid < 1.2, (sl, v[sl].mean() / mid)
+    zeros = Whitener(ar_order=0).set_psd(sim.network_psd())  # no predictor: zeros in the padding, a jump at the ends
+    v0 = (zeros.whiten(x) ** 2).mean(axis=(0, 1))
+    assert v0[:20].mean() / v0[1024:3072].mean() > 2
 
 
 def test_whiten_long_segment_and_windows():
@@ -381,6 +515,35 @@ def test_whiten_long_segment_and_windows():
     assert win.shape == (125, 3, 4096)
     np.testing.assert_allclose(centres[:3], [1001.0, 1001.5, 1002.0])
     np.testing.assert_array_equal(win[3], w[:, 3 * 1024: 3 * 1024 + 4096])
+
+
+def test_running_psd_follows_a_change_in_the_noise():
+    """A 192-s segment whose noise is 3x louder (in amplitude) after 96 s: whitened with a running PSD each
+    part comes out at unit variance; with one PSD for the whole segment the loud half is ~9x the quiet one.
+    A segment no longer than the span is whitened with its own single PSD, exactly as before."""
+    from astrocnn.gw.whitening import whiten_running
+
+    rng = np.random.default_rng(15)
+    x = sim.simulate_noise(rng, n=192 * 2048)
+    x[:, 96 * 2048:] *= 3.0
+    run, how = whiten_running(x, 2048.0)
+    once = whiten_long_segment(x, 2048.0)
+    assert how.startswith("running: median Welch PSD (4-s FFTs) of the 64 s around each 8-s stretch")
+    quiet, loud = slice(8 * 2048, 56 * 2048), slice(136 * 2048, 184 * 2048)  # 40 s clear of the change
+    ratio_run = run[:2, loud].var() / run[:2, quiet].var()
+    ratio_once = once[:2, loud].var() / once[:2, quiet].var()
+    assert 0.9 < ratio_run < 1.1 and ratio_once > 6, (ratio_run, ratio_once)
+    # whitened noise of unit one-sided PSD through the band-pass has variance integral |H|^4 df (441 Hz)
+    from astrocnn.gw.whitening import bandpass_gain
+
+    f = np.fft.rfftfreq(4096, 1 / 2048)
+    expected = np.sum(bandpass_gain(f, 2048.0, (20.0, 500.0)) ** 2) * 0.5
+    for part in (quiet, loud):
+        assert run[:2, part].var() == pytest.approx(expected, rel=0.05)
+    short = x[:, : 32 * 2048]
+    white, how = whiten_running(short, 2048.0)
+    np.testing.assert_array_equal(white, whiten_long_segment(short, 2048.0))
+    assert how == "segment: median Welch PSD (4-s FFTs) of the whole 32-s segment"
 
 
 # ---------------------------------------------------------------------------------------------- matched filter
@@ -474,6 +637,95 @@ def test_prepare_and_read_back(tmp_path):
     with pytest.raises(InputError, match="shape"):
         prepare_g2net(test, tmp_path / "bad.h5", whitener=out)
     assert not (tmp_path / "bad.h5").exists() and not list(tmp_path.glob(".bad.h5*"))
+
+
+@pytest.fixture(scope="module")
+def noise_folder(tmp_path_factory):
+    """A folder of 200 noise-only simulated samples (design PSD)."""
+    return sim.simulate_g2net(200, 31, tmp_path_factory.mktemp("noise") / "sim", positive_fraction=0.0, workers=1)
+
+
+def _expected_hann_periodogram(psd_segment, n=4096):
+    """Exact expectation of the Hann periodogram (1/Hz) of the simulator's noise: the 2-s crop of a circular
+    4-s series whose rfft components m have variance PSD_m N fs / 2 (simulate_noise). The windowed DFT mixes
+    components at frequency offsets (2k -+ m) / N, whose weights |W|^2 an N-point FFT of the zero-padded window
+    gives exactly. (C, n // 2 + 1)."""
+    big = 2 * n
+    w = ss.windows.hann(n, sym=False)
+    w2 = np.abs(np.fft.fft(w, n=big)) ** 2
+    k = np.arange(n // 2 + 1)[:, None]
+    m = np.arange(1, n)[None, :]  # 4-s components, DC (PSD 0) and Nyquist left out
+    kern = w2[(2 * k - m) % big] + w2[(2 * k + m) % big]
+    return (kern @ psd_segment[:, 1:n].T).T / (big * (w ** 2).sum())
+
+
+def test_label_free_psd_of_pure_noise_matches_the_generating_psd(noise_folder):
+    """The median-over-samples PSD of a folder of pure noise is the generating PSD within its own statistical
+    error: per bin the bias-corrected median of 200 exponentials scatters by median_relative_error(200) =
+    10.2% (exact), so over 25-1000 Hz (~1950 bins, neighbours correlated in pairs by the Hann window) the
+    ratio to the PSD has that spread and a mean of 1 to well under 1%. Compared with the PSD as the Hann
+    window sees it (exactly computed), and with the PSD itself away from the design curves' narrow lines
+    (480 Hz H1/L1, 438 Hz V1), whose leakage a 2-s window cannot avoid."""
+    from astrocnn.gw.psd import folder_psd, median_relative_error
+
+    est = folder_psd(read_g2net(noise_folder), Whitener())
+    assert est.n == 200 and est.psd.shape == (3, 2049)
+    f = np.fft.rfftfreq(4096, 1 / 2048)
+    band = (f >= 25) & (f <= 1000)
+    sigma = median_relative_error(200)
+    assert sigma == pytest.approx(1.443 / np.sqrt(200), rel=0.02)
+    expected = _expected_hann_periodogram(sim.network_psd(n=8192))
+    ratio = est.psd[:, band] / expected[:, band]
+    np.testing.assert_allclose(ratio.mean(1), 1.0, atol=0.012)
+    np.testing.assert_allclose(ratio.std(1), sigma, rtol=0.1)
+    assert (np.abs(ratio - 1) > 4.5 * sigma).mean() < 0.002
+    clear = band & (np.abs(f - 480) > 5) & (np.abs(f - 438) > 5)
+    plain = est.psd[:, clear] / sim.network_psd()[:, clear]
+    np.testing.assert_allclose(plain.mean(1), 1.0, atol=0.015)
+    np.testing.assert_allclose(plain.std(1), sigma, rtol=0.1)
+    # without the median's bias correction it would sit at ln 2 = 0.69: the test tells them apart
+    assert np.all(np.abs(np.median(plain, 1) - 1) < 0.05)
+
+
+def test_label_free_psd_does_not_depend_on_file_order_or_labels(noise_folder, tmp_path):
+    from astrocnn.core.errors import InputError as Err
+    from astrocnn.gw.psd import folder_psd, median_psd
+
+    idx = read_g2net(noise_folder)
+    est = folder_psd(idx, Whitener(), batch_size=37)
+    # the same files, flat, in reverse order of writing and without any labels file
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in idx.paths[::-1]:
+        shutil.copy(p, flat / p.name)
+    again = folder_psd(read_g2net(flat), Whitener(), batch_size=64)
+    np.testing.assert_array_equal(again.psd, est.psd)
+    assert again.digest == est.digest and again.describe().startswith("data: median of 200 samples of ")
+    pg = Whitener().periodograms(np.stack([load_g2net_sample(p) for p in idx.paths[:65]])).numpy()
+    perm = np.random.default_rng(0).permutation(65)
+    np.testing.assert_array_equal(median_psd(pg[perm]), median_psd(pg))
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in idx.paths[:10]:
+        shutil.copy(p, few / p.name)
+    with pytest.raises(Err, match=r"few: 10 readable samples; a PSD estimated from the data needs at least 64"):
+        folder_psd(read_g2net(few), Whitener())
+
+
+def test_prepare_whitens_a_set_by_its_own_data_psd(noise_folder, tmp_path):
+    from astrocnn.gw.psd import folder_psd
+
+    (noise_folder / "training_labels.csv").rename(tmp_path / "labels.csv")  # label-free: no labels needed
+    try:
+        out = prepare_g2net(noise_folder, tmp_path / "data.h5", psd="data")
+    finally:
+        (tmp_path / "labels.csv").rename(noise_folder / "training_labels.csv")
+    ds = StrainSet(out)
+    est = folder_psd(read_g2net(noise_folder), Whitener())
+    np.testing.assert_array_equal(ds.whitening_psd, est.psd)
+    assert ds.attrs["whitening_fit"] == est.describe() and int(ds.attrs["whitening_n_fit"]) == 200
+    with pytest.raises(InputError, match="not both"):
+        prepare_g2net(noise_folder, tmp_path / "x.h5", whitener=out, psd="data")
 
 
 def test_strain_set_refuses_other_files(tmp_path):

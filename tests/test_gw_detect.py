@@ -78,15 +78,23 @@ def test_save_load_evaluate_predict_identical(detect_run):
 
 
 def test_predict_g2net_dir_matches_prepared_set(detect_run):
+    """A raw folder scored with the training PSD gives the scores of the training set as prepared; with its own
+    label-free PSD (the default) those of the folder prepared with --psd data."""
     from astrocnn.apps.gwscan import predict_g2net_dir
+    from astrocnn.gw.prepare import prepare_g2net
     from astrocnn.train import predict_set as predict
 
     root, data, _ = detect_run
-    raw = predict_g2net_dir(root / "run", root / "sim")
+    raw = predict_g2net_dir(root / "run", root / "sim", psd="training")
     prepped = predict(root / "run", data)
     assert list(raw["id"]) == list(prepped["id"])
     np.testing.assert_allclose(raw["score"], prepped["score"], rtol=1e-4, atol=1e-6)
-    assert set(np.unique(raw["target"])) <= {0, 1}
+    assert set(np.unique(raw["target"])) <= {0, 1} and raw["psd"][0].startswith("training: ")
+    own = predict_g2net_dir(root / "run", root / "sim")
+    own_set = prepare_g2net(root / "sim", root / "own.h5", psd="data")
+    np.testing.assert_allclose(own["score"], predict(root / "run", own_set)["score"], rtol=1e-4, atol=1e-6)
+    assert own["psd"][0].startswith("data: median of 200 samples of ")
+    assert np.abs(own["score"] - raw["score"]).max() > 0  # another PSD, other scores
 
 
 @pytest.mark.skipif(not GWOSC.is_dir(), reason="../shared/data/gwosc is not here")
@@ -106,6 +114,10 @@ def test_predict_gwosc_windows(detect_run):
     assert np.all((out["gps_centre"] >= lo + 1.0) & (out["gps_centre"] <= hi - 1.0))
     assert np.all(np.diff(out["gps_centre"]) == pytest.approx(0.5))
     assert out["valid"].any() and not out["valid"][0]
+    assert set(out["psd"]) == {"segment: median Welch PSD (4-s FFTs) of the whole 32-s segment"}
+    trained = predict_gwosc(root / "run", files, step_s=0.5, psd="training")
+    np.testing.assert_array_equal(trained["gps_centre"], out["gps_centre"])
+    assert np.all(np.isfinite(trained["score"])) and trained["psd"][0].startswith("training: ")
 
 
 def test_wrong_kind_of_set_is_refused(detect_run, tmp_path):
@@ -163,6 +175,10 @@ def test_default_detect_config():
     assert cfg.model.kernels == DETECT_MODEL["kernels"] and cfg.model.dense == [64]
     assert cfg.model.in_channels == 3 and cfg.model.length == 4096 and cfg.data.inputs == ["strain"]
     assert cfg.task.classes is None
+    # the augmentation the README's numbers were trained with is the default, so `astrocnn train detect` uses it
+    assert (cfg.data.aug_flip, cfg.data.aug_swap, cfg.data.aug_delay) == (True, True, 8)
+    assert default_config("detect", data={"aug_delay": 0}).data.aug_flip is True
+    assert default_config("redshift").data.aug_flip is False
     assert CNN(cfg.model).features == 64
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):

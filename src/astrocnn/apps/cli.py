@@ -55,6 +55,10 @@ def _add_simulate(sub) -> None:
     s.add_argument("--snr-sigma", type=float, default=0.5, help="lognormal sigma of the injected SNR")
     s.add_argument("--approximant", default="IMRPhenomPv2", help="lalsimulation waveform (IMRPhenomPv2, IMRPhenomD)")
     s.add_argument("--positive-fraction", type=float, default=0.5)
+    s.add_argument("--noise", choices=("design", "varied"), default="design",
+                   help="design: every sample's noise from the design curves; varied: a PSD drawn per sample and "
+                        "detector around them (tilts, bumps, lines, scales), to train a network that does not "
+                        "learn one noise curve")
     s.add_argument("--workers", type=int, default=None)
 
 
@@ -99,8 +103,12 @@ def _add_prepare(sub) -> None:
     s.add_argument("directory", type=Path)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--whitener", type=Path, default=None,
-                   help="prepared TRAINING set whose whitening spectrum to use (default: fit on this folder's "
-                        "noise-only samples; do that only for a training set)")
+                   help="prepared TRAINING set whose whitening spectrum to use (default: estimate it from this "
+                        "folder, see --psd)")
+    s.add_argument("--psd", choices=("noise", "data"), default="noise",
+                   help="without --whitener, the whitening spectrum of this folder: noise = the average of its "
+                        "noise-only samples (reads the labels: a training set only); data = the median of all "
+                        "its samples, no labels read (any set; what predict does by default)")
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="skip unreadable samples and list them in FILE.rejects.csv (default), or stop at the first")
@@ -114,10 +122,13 @@ def _add_baseline(sub) -> None:
     s = base_sub.add_parser("gw", help="coincident matched filter with an aligned-spin IMRPhenomD template bank")
     s.add_argument("--data", type=Path, required=True, help="G2Net-layout folder with labels")
     s.add_argument("--psd-from", default=None,
-                   help="TRAINING folder, prepared training set (.h5) or 'design' for the noise spectrum "
-                        "(default: the data's own noise-only samples, which leaks labels; a warning says so)")
+                   help="TRAINING folder, prepared training set (.h5), 'design', or 'data' (the median PSD of all "
+                        "of --data's samples, no labels read: what predict whitens a folder with) for the noise "
+                        "spectrum (default: the data's own noise-only samples, which leaks labels; a warning says so)")
     s.add_argument("--max-samples", type=int, default=None)
     s.add_argument("--out", type=Path, default=None, help="metrics JSON")
+    s.add_argument("--scores-out", type=Path, default=None,
+                   help="per-sample scores CSV (id,target,snr,score), to compare a network with on the same samples")
     s = base_sub.add_parser("redshift", help="quasar redshifts by template fitting (PCA eigenspectra, chi2 over z)")
     s.add_argument("--data", type=Path, required=True, help="prepared set with redshifts to fit and score")
     s.add_argument("--train", type=Path, default=None, help="prepared TRAINING set to learn the templates from")
@@ -183,6 +194,11 @@ def _add_train_and_apply(sub) -> None:
     s.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                    help="give an input that cannot be used a row with the reason in 'error' (default), or stop "
                         "at the first such input with exit status 2 and no predictions file")
+    s.add_argument("--psd", choices=("data", "training"), default=None,
+                   help="detection runs: the noise spectrum that whitens G2Net folders and GWOSC files: data "
+                        "(default) = estimated from the data being scored, no labels read (a folder: median over "
+                        "its samples, at least 64; a GWOSC segment: running median Welch PSD); training = the "
+                        "run's training spectrum. The 'psd' column of the output says which")
 
     sub.add_parser("models", help="list the ready-made models: name, version, pinned name, task, card")
     zoo = sub.add_parser("zoo", help="make a ready-made model from scratch with its recipe")
@@ -291,8 +307,8 @@ def _cmd_simulate(args) -> int:
 
         out = simulate_g2net(args.n, args.seed, args.out, snr_median=args.snr_median, snr_sigma=args.snr_sigma,
                              approximant=args.approximant, positive_fraction=args.positive_fraction,
-                             workers=args.workers)
-        print(f"{out}: {args.n} samples")
+                             workers=args.workers, noise=args.noise)
+        print(f"{out}: {args.n} samples ({args.noise} noise)")
         return 0
     from astrocnn.spectra.prepare import simulate_prepared
     from astrocnn.spectra.spectrum import CLASS_NAMES
@@ -309,8 +325,10 @@ def _cmd_prepare(args) -> int:
     if args.what == "g2net":
         from astrocnn.gw.prepare import prepare_g2net
 
+        if args.whitener is not None and args.psd != "noise":
+            raise InputError(args.whitener, "give --whitener (a training set's spectrum) or --psd data, not both")
         out = prepare_g2net(args.directory, args.out, whitener=args.whitener, workers=args.workers,
-                            on_error=args.on_error, force=args.force, **_part_size(args))
+                            on_error=args.on_error, force=args.force, psd=args.psd, **_part_size(args))
         print(out)
         return 0
     if args.what == "arrays":
@@ -413,12 +431,14 @@ def _cmd_predict(args) -> int:
     from astrocnn.apps.predict import predict_inputs, predict_with_model
 
     if args.model is not None:
+        if args.psd is not None:
+            raise InputError(None, "--psd is for detection runs, not ready-made models")
         _, rows = predict_with_model(args.model, args.paths, args.out, workers=args.workers, on_error=args.on_error)
     else:
         if len(args.paths) < 2:
             raise InputError(None, "give a run folder and at least one input, or --model NAME and the inputs")
         _, rows = predict_inputs(args.paths[0], args.paths[1:], args.out, batch_size=args.batch_size,
-                                 workers=args.workers, on_error=args.on_error)
+                                 workers=args.workers, on_error=args.on_error, psd=args.psd)
     n_err = sum(1 for r in rows if r[-1])
     print(f"{args.out}: {len(rows) - n_err} predictions, {n_err} inputs could not be used")
     return 0
@@ -469,7 +489,8 @@ def _cmd_baseline(args) -> int:
         return _baseline_redshift(args)
     from astrocnn.gw.baseline import baseline_metrics
 
-    m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples)
+    m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples,
+                         scores_out=args.scores_out)
     print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
     return 0
 

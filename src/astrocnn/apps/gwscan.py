@@ -8,14 +8,17 @@ readers and whitening (:mod:`astrocnn.gw`).
     out = predict_gwosc("runs/detect", ["H-H1_LOSC_4_V2-1126259446-32.hdf5", "L-L1_LOSC_4_V2-1126259446-32.hdf5"])
     out["gps_centre"], out["score"]          # one score per 2-s window, 0.25 s apart
     out = predict_g2net_dir("runs/detect", "g2net/")   # id, score, logit (and target where labelled)
+    out["psd"]                                # which noise PSD whitened them
 
-Real strain (:func:`predict_gwosc`) is whitened as a whole segment with its OWN noise estimate
-(:func:`~astrocnn.gw.whitening.whiten_long_segment`: median Welch PSD, then the training run's band-pass),
-resampled to the run's rate, and only then cut into windows of the training length; each window is tapered
-with the training whitener's Tukey window and normalised as the training set was, so a window looks like a
-prepared training sample. G2Net-layout samples (:func:`predict_g2net_dir`) are 2-s series already and go
-through the run's stored whitener (the training PSD), exactly as :func:`~astrocnn.gw.prepare.prepare_g2net`
-prepared the training set.
+Which PSD whitens the data (``psd``): by default (``"data"``) one estimated from the data being scored, with
+no label read, as a matched filter does: G2Net-layout samples (:func:`predict_g2net_dir`) are whitened with
+the median PSD of their folder (:func:`~astrocnn.gw.psd.folder_psd`, at least 64 samples), real strain
+(:func:`predict_gwosc`) as a whole segment with its own running median Welch PSD
+(:func:`~astrocnn.gw.whitening.whiten_running`), resampled to the run's rate and only then cut into windows
+of the training length. ``"training"`` whitens with the run's stored training PSD instead, exactly as
+:func:`~astrocnn.gw.prepare.prepare_g2net` prepared the training set (right for noise like the training
+noise, wrong for any other). Either way the run's window, band-pass and normalisation are used, and every
+result says in ``psd`` which PSD it was.
 """
 from __future__ import annotations
 
@@ -30,8 +33,9 @@ import torch
 from astrocnn.core.errors import InputError
 from astrocnn.core.roc import bootstrap_auc
 from astrocnn.gw.events import segments_with_events
+from astrocnn.gw.psd import data_whitener
 from astrocnn.gw.readers import gwosc_network, load_g2net_samples, read_g2net
-from astrocnn.gw.whitening import Normalize, sliding_windows, tukey, whiten_long_segment
+from astrocnn.gw.whitening import RUNNING_SPAN_S, GwPreprocess, Normalize, sliding_windows, tukey, whiten_running
 from astrocnn.train import load_input_transform, load_run, run_network
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,19 @@ def _load(run, loaded):
     return network, task, config
 
 
+PSD_CHOICES = ("data", "training")
+
+
+def _check_psd(psd: str) -> None:
+    if psd not in PSD_CHOICES:
+        raise ValueError(f"psd must be one of {PSD_CHOICES}, got {psd!r}")
+
+
+def _training_psd(config) -> str:
+    where = config.input.get("whitening_fit") or "the run's stored PSD"
+    return f"training: {where}"
+
+
 def _scores(network, task, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     out = run_network(network, task, np.ascontiguousarray(x, dtype=np.float32), batch_size)
     if not out:
@@ -51,12 +68,39 @@ def _scores(network, task, x: np.ndarray, batch_size: int) -> dict[str, np.ndarr
     return out
 
 
+def _gwosc_windows(run, loaded, net, n: int, rate: float, step_s: float, psd: str, fftlength: float,
+                   span_s: float, taper_s: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """The network inputs of every window of a segment, their GPS centres and which PSD whitened them."""
+    _, _, config = loaded
+    pre = config.input.get("preprocessing") or {}
+    wcfg = pre.get("whitener") or {}
+    if psd == "training":
+        windows, centres = sliding_windows(net.strain, net.gps_start, rate, window_s=n / rate, step_s=step_s)
+        module = load_input_transform(run, loaded)
+        with torch.no_grad():
+            x = np.concatenate([module(torch.as_tensor(windows[lo: lo + 256])).numpy()
+                                for lo in range(0, len(windows), 256)]) if len(windows) else windows
+        return x, centres, _training_psd(config)
+    band = wcfg.get("band", (20.0, 500.0))
+    band = None if band is None else (float(band[0]), float(band[1]))
+    white, how = whiten_running(net.strain, rate, fftlength=fftlength, span_s=span_s, band=band,
+                                order=int(wcfg.get("order", 4)), taper_s=taper_s)
+    windows, centres = sliding_windows(white, net.gps_start, rate, window_s=n / rate, step_s=step_s)
+    # the run's own window over the data (none for padded whiteners; Tukey for those stored before padding)
+    x = windows * tukey(n, float(wcfg.get("alpha", 0.2)))[None, None, :]
+    with torch.no_grad():
+        x = Normalize(pre.get("normalize", "channel"))(torch.as_tensor(x)).numpy()
+    return x, centres, how
+
+
 def predict_gwosc(
     run: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
     step_s: float = 0.25,
     *,
+    psd: str = "data",
     fftlength: float = 4.0,
+    span_s: float = RUNNING_SPAN_S,
     taper_s: float = 1.0,
     missing: str = "noise",
     seed: int = 0,
@@ -69,31 +113,27 @@ def predict_gwosc(
     paths : GWOSC HDF5 files, one per detector, combined by :func:`~astrocnn.gw.readers.gwosc_network`
         (a missing detector is filled per ``missing``/``seed``; DQ-failed seconds per ``require`` are zeroed).
     step_s : seconds between window starts; the window is the run's input length (2 s).
-    fftlength, taper_s : of the whole-segment whitening (Welch FFT length, Tukey taper at each end).
+    psd : ``"data"`` (default): the segment whitened with its own running median Welch PSD
+        (:func:`~astrocnn.gw.whitening.whiten_running`: ``fftlength``-s FFTs over the ``span_s`` s around
+        each stretch, Tukey taper of ``taper_s`` at the segment's ends), then cut; ``"training"``: windows
+        of raw strain through the run's stored whitener (its training PSD).
     loaded : a :func:`~astrocnn.train.load_run` result to reuse.
 
     Returns arrays, one entry per window in time order: ``gps_centre`` (GPS time of the window's centre),
-    ``score`` (sigmoid of the logit), ``logit``, and ``valid`` (every real detector's samples in the window
-    pass the DQ requirement and the window lies clear of the segment's end tapers).
+    ``score`` (sigmoid of the logit), ``logit``, ``valid`` (every real detector's samples in the window
+    pass the DQ requirement and the window lies clear of the segment's end tapers) and ``psd`` (which PSD).
     """
-    network, task, config = _load(run, loaded)
-    pre = config.input.get("preprocessing") or {}
-    wcfg = pre.get("whitener") or {}
-    rate = float(config.input.get("sample_rate", wcfg.get("sample_rate", 2048.0)))
+    _check_psd(psd)
+    loaded = _load(run, loaded)
+    network, task, config = loaded
+    rate = float(config.input.get("sample_rate", 2048.0))
     n = int(config.input["length"])
-    band = wcfg.get("band", (20.0, 500.0))
-    band = None if band is None else (float(band[0]), float(band[1]))
     net = gwosc_network(list(paths), sample_rate=rate, missing=missing, seed=seed, require=require)
     if net.strain.shape[0] != config.model.in_channels:
         raise InputError(paths[0], f"{net.strain.shape[0]} detectors; the model takes {config.model.in_channels}")
     if net.strain.shape[1] < n:
         raise InputError(paths[0], f"{net.duration:.2f} s of shared data; the model needs windows of {n / rate:g} s")
-    white = whiten_long_segment(net.strain, rate, fftlength=fftlength, band=band,
-                                order=int(wcfg.get("order", 4)), taper_s=taper_s)
-    windows, centres = sliding_windows(white, net.gps_start, rate, window_s=n / rate, step_s=step_s)
-    x = windows * tukey(n, float(wcfg.get("alpha", 0.2)))[None, None, :]
-    with torch.no_grad():
-        x = Normalize(pre.get("normalize", "channel"))(torch.as_tensor(x)).numpy()
+    x, centres, how = _gwosc_windows(run, loaded, net, n, rate, step_s, psd, fftlength, span_s, taper_s)
     out = _scores(network, task, x, batch_size)
     # validity: DQ of the real detectors over the window, and clear of the whitening tapers
     real = np.flatnonzero(net.available)
@@ -103,10 +143,10 @@ def predict_gwosc(
     valid = (bad_cum[starts + n] - bad_cum[starts]) == 0
     edge = taper_s * rate
     valid &= (starts >= edge) & (starts + n <= net.strain.shape[1] - edge)
-    log.info("%d windows of %g s over %.1f s from GPS %.3f; max score %.4g", len(centres), n / rate,
-             net.duration, net.gps_start, float(out["score"].max()) if len(centres) else float("nan"))
+    log.info("%d windows of %g s over %.1f s from GPS %.3f; max score %.4g (%s)", len(centres), n / rate,
+             net.duration, net.gps_start, float(out["score"].max()) if len(centres) else float("nan"), how)
     return {"gps_centre": np.asarray(centres, dtype=np.float64), "score": out["score"], "logit": out["logit"],
-            "valid": valid}
+            "valid": valid, "psd": np.full(len(centres), how, dtype=object)}
 
 
 def predict_g2net_dir(
@@ -118,20 +158,29 @@ def predict_g2net_dir(
     workers: int = 4,
     loaded: tuple | None = None,
     on_error: str = "fail",
+    psd: str = "data",
 ) -> dict[str, np.ndarray]:
     """Score every sample of a raw G2Net-layout folder with a ``detect`` run.
 
-    Samples are whitened with the run's stored whitener (the training PSD), band-passed and normalised as
-    the training set was. Returns ``id``, ``path``, ``score``, ``logit``, ``target`` (-1 where unlabelled),
-    ``snr`` (NaN where unknown) and ``error`` (empty, or why the sample could not be used), sorted by id.
+    Samples are whitened, band-passed and normalised as the training set was, with the noise PSD ``psd``:
+    ``"data"`` (default) the label-free median PSD of this folder's own samples
+    (:func:`~astrocnn.gw.psd.folder_psd`; a folder of fewer than 64 readable samples raises
+    :class:`InputError`), ``"training"`` the run's stored training PSD. Returns ``id``, ``path``, ``score``,
+    ``logit``, ``target`` (-1 where unlabelled), ``snr`` (NaN where unknown), ``psd`` (which PSD) and
+    ``error`` (empty, or why the sample could not be used), sorted by id.
     on_error : ``"fail"`` (default) raises :class:`InputError` at the first unreadable sample; ``"skip"``
         gives it NaN scores and its reason in ``error``, and scores the rest.
     """
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    _check_psd(psd)
     network, task, config = _load(run, loaded)
     module = load_input_transform(run, (network, task, config))
     index = read_g2net(directory, split=split)
+    how = _training_psd(config)
+    if psd == "data":
+        whitener, est = data_whitener(index, module.whitener, workers=max(1, int(workers)), on_error=on_error)
+        module, how = GwPreprocess(whitener, module.normalize.mode), est.describe()
     n = int(config.input["length"])
     score = np.full(len(index), np.nan, np.float32)
     logit = np.full(len(index), np.nan, np.float32)
@@ -155,21 +204,23 @@ def predict_g2net_dir(
     log.info("%s: scored %d samples%s", directory, len(index) - n_bad, f", {n_bad} could not be read" if n_bad else "")
     return {"id": np.asarray(index.ids, dtype=object), "path": np.array([str(p) for p in index.paths], dtype=object),
             "score": score, "logit": logit, "target": np.asarray(index.target),
-            "snr": np.asarray(index.snr, dtype=np.float64), "error": error}
+            "snr": np.asarray(index.snr, dtype=np.float64), "psd": np.full(len(index), how, dtype=object),
+            "error": error}
 
 
 def event_report(run: str | os.PathLike, paths: Sequence[str | os.PathLike], gps_event: float, *,
-                 step_s: float = 0.25, merger_offset_s: float = 0.7, loaded: tuple | None = None) -> dict:
+                 step_s: float = 0.25, merger_offset_s: float = 0.7, loaded: tuple | None = None,
+                 psd: str = "data") -> dict:
     """Score a GWOSC segment with :func:`predict_gwosc` and say where its known event ranks.
 
     Returns ``n_windows`` (valid ones), ``top_window_gps`` and ``top_score``, ``top_minus_event_s``,
     ``event_in_top_window`` (the merger lies inside the top window's span), ``event_window_gps`` (the valid
     window that places the merger where the training samples had theirs: ``merger_offset_s`` after the
-    window's centre, 1.7 s into a 2-s window, the middle of the simulator's 1.5-1.9 s), its ``event_score`` and ``event_rank`` (1 = the highest score) and
-    the ``median_score`` of the segment.
+    window's centre, 1.7 s into a 2-s window, the middle of the simulator's 1.5-1.9 s), its ``event_score`` and ``event_rank`` (1 = the highest score),
+    the ``median_score`` of the segment and ``psd`` (which noise PSD whitened it, :func:`predict_gwosc`).
     """
     loaded = _load(run, loaded)
-    out = predict_gwosc(run, paths, step_s=step_s, loaded=loaded)
+    out = predict_gwosc(run, paths, step_s=step_s, loaded=loaded, psd=psd)
     config = loaded[2]
     half = int(config.input["length"]) / float(config.input.get("sample_rate", 2048.0)) / 2
     centres, scores = out["gps_centre"][out["valid"]], out["score"][out["valid"]]
@@ -183,15 +234,18 @@ def event_report(run: str | os.PathLike, paths: Sequence[str | os.PathLike], gps
         "event_in_top_window": bool(abs(centres[top] - gps_event) < half),
         "event_window_gps": float(centres[ev]), "event_score": float(scores[ev]),
         "event_rank": int((scores > scores[ev]).sum()) + 1, "median_score": float(np.median(scores)),
+        "psd": str(out["psd"][0]),
     }
 
 
 def real_data_report(run: str | os.PathLike, g2net_dir: str | os.PathLike | None = None,
                      gwosc_dir: str | os.PathLike | None = None, *, step_s: float = 0.25, n_boot: int = 1000,
-                     loaded: tuple | None = None) -> dict:
+                     loaded: tuple | None = None, psd: str = "data") -> dict:
     """A detection run on real data as it comes: labelled G2Net samples and GWOSC event files.
 
-    Returns ``g2net`` (``n``, ``n_signal``, ``roc_auc`` with its bootstrap ``roc_auc_low``/``roc_auc_high``
+    ``psd``: which noise PSD whitens the data (:func:`predict_g2net_dir`, :func:`predict_gwosc`).
+    Returns ``g2net`` (``n``, ``n_signal``, ``roc_auc`` with its bootstrap ``roc_auc_low``/``roc_auc_high``,
+    ``psd``, ``median_noise_score`` (of the noise-only samples)
     and per-sample ``scores`` {id: [target, score]}; None without both classes or folder) and ``gwosc``
     ({event name: :func:`event_report` plus ``files`` and ``gps_event``} for every group of files sharing
     a GPS span that holds an event of :data:`~astrocnn.gw.events.KNOWN_EVENTS`).
@@ -199,16 +253,17 @@ def real_data_report(run: str | os.PathLike, g2net_dir: str | os.PathLike | None
     loaded = _load(run, loaded)
     report: dict = {"g2net": None, "gwosc": {}}
     if g2net_dir is not None and Path(g2net_dir).is_dir():
-        g2 = predict_g2net_dir(run, g2net_dir, loaded=loaded)
+        g2 = predict_g2net_dir(run, g2net_dir, loaded=loaded, psd=psd)
         y = np.asarray(g2["target"])
         if (y == 1).any() and (y == 0).any():
             b = bootstrap_auc(y, g2["score"], n_boot=n_boot)
             report["g2net"] = {"n": int(y.size), "n_signal": int((y == 1).sum()), "roc_auc": b["auc"],
-                               "roc_auc_low": b["low"], "roc_auc_high": b["high"],
+                               "roc_auc_low": b["low"], "roc_auc_high": b["high"], "psd": str(g2["psd"][0]),
+                               "median_noise_score": float(np.median(g2["score"][y == 0])),
                                "scores": {str(i): [int(t), round(float(s), 4)]
                                           for i, t, s in zip(g2["id"], y, g2["score"])}}
     if gwosc_dir is not None and Path(gwosc_dir).is_dir():
         for name, (t_event, paths) in segments_with_events(Path(gwosc_dir).glob("*.hdf5")).items():
             report["gwosc"][name] = {"files": [p.name for p in paths], "gps_event": t_event,
-                                     **event_report(run, paths, t_event, step_s=step_s, loaded=loaded)}
+                                     **event_report(run, paths, t_event, step_s=step_s, loaded=loaded, psd=psd)}
     return report

@@ -2,7 +2,9 @@
 
 Applications layer. Spectra runs take SDSS spec / spec-lite files (read and preprocessed exactly as the
 training set was: the run stores its grid and preprocessing), folders of them and prepared spectra sets;
-detection runs take G2Net-layout folders, GWOSC files and prepared strain sets (:mod:`astrocnn.apps.gwscan`).
+detection runs take G2Net-layout folders, GWOSC files and prepared strain sets (:mod:`astrocnn.apps.gwscan`),
+whitened by default with a noise PSD estimated from the data being scored (``psd="data"``; ``"training"``:
+the run's), and the table's ``psd`` column says which PSD each row stands on.
 With ``on_error="skip"`` (the default) an input that cannot be used gets a row with the reason in ``error``
 and the rest are predicted; with ``on_error="fail"`` the first such input raises :class:`InputError` naming
 it, and no predictions file is written.
@@ -62,7 +64,10 @@ class _Table:
         with store:
             pred, _ = predict_rows(network, task, config, store, np.arange(len(store)), batch_size=batch_size,
                                    with_target=False)
-            self.rows += task.prediction_rows(list(store.ids), [str(path)] * len(store), task.name_predictions(pred))
+            pred = task.name_predictions(pred)
+            if task.kind == "strain":  # whitened when the set was prepared: its PSD, not one chosen here
+                pred["psd"] = np.full(len(store), f"prepared set: {store.attrs.get('whitening_fit', '')}", object)
+            self.rows += task.prediction_rows(list(store.ids), [str(path)] * len(store), pred)
 
 
 def _predict_files(table: _Table, files: list[Path], loaded: tuple, batch_size: int, workers: int) -> None:
@@ -107,12 +112,12 @@ def _predict_spectra(table: _Table, inputs: list[Path], loaded: tuple, batch_siz
             table.add_prepared_set(item, loaded, batch_size)
 
 
-def _predict_strain(table: _Table, run, inputs: list[Path], loaded: tuple, batch_size: int) -> None:
+def _predict_strain(table: _Table, run, inputs: list[Path], loaded: tuple, batch_size: int, psd: str) -> None:
     """Detection: prepared strain sets, G2Net-layout folders, or GWOSC files (grouped into segments).
 
     GWOSC files covering the same GPS span (one per detector) are scored together, in sliding 2-s windows,
     one row per window with its GPS centre time. A G2Net sample that cannot be read gets its own error row
-    (``on_error="skip"``), the rest of its folder is scored.
+    (``on_error="skip"``), the rest of its folder is scored. ``psd``: see :func:`predict_inputs`.
     """
     task = loaded[1]
     segments: dict[tuple[float, int], list[Path]] = {}
@@ -121,10 +126,11 @@ def _predict_strain(table: _Table, run, inputs: list[Path], loaded: tuple, batch
             if not item.exists():
                 raise InputError(item, "no such file or folder")
             if item.is_dir():
-                pred = predict_g2net_dir(run, item, batch_size=batch_size, loaded=loaded, on_error=table.on_error)
+                pred = predict_g2net_dir(run, item, batch_size=batch_size, loaded=loaded, on_error=table.on_error,
+                                         psd=psd)
                 ok = pred["error"] == ""
                 scored = task.prediction_rows(list(pred["id"][ok]), [str(item)] * int(ok.sum()),
-                                              {k: v[ok] for k, v in pred.items() if k in ("score", "logit")})
+                                              {k: v[ok] for k, v in pred.items() if k in ("score", "logit", "psd")})
                 it = iter(scored)
                 # samples keep their place (sorted by id); an unreadable one gets its file and reason
                 table.rows += [next(it) if ok[i] else table.error_row(str(pred["id"][i]), str(pred["path"][i]),
@@ -141,7 +147,7 @@ def _predict_strain(table: _Table, run, inputs: list[Path], loaded: tuple, batch
             table.add_error(item.name, str(item), exc.problem)
     for (gps, dur), paths in segments.items():
         try:
-            pred = predict_gwosc(run, paths, batch_size=batch_size, loaded=loaded)
+            pred = predict_gwosc(run, paths, batch_size=batch_size, loaded=loaded, psd=psd)
         except InputError as exc:
             if table.on_error == "fail":
                 raise
@@ -159,25 +165,32 @@ def predict_inputs(
     batch_size: int = 1024,
     workers: int | None = None,
     on_error: str = "skip",
+    psd: str | None = None,
 ) -> tuple[list[str], list[list[Any]]]:
     """Predict every input with a trained run: spectra runs take SDSS spec files, folders of them and prepared
     sets; detection runs take G2Net-layout folders, GWOSC files and prepared strain sets.
 
     Returns ``(columns, rows)`` and, with ``out``, writes them as CSV atomically. Columns: ``id``,
     ``source``, the task's outputs (:meth:`~astrocnn.tasks.base.Task.prediction_columns`: ``z_pred`` and
-    ``z_conf``; ``class`` and one probability per class; ``gps_centre``, ``score``, ``logit``, ``valid``),
+    ``z_conf``; ``class`` and one probability per class; ``gps_centre``, ``score``, ``logit``, ``valid``, ``psd``),
     and ``error`` (empty when the prediction is valid).
 
     on_error : ``"skip"``: an input that cannot be used (missing, unreadable, incompatible with the run)
         gets a row with the reason in ``error``; ``"fail"``: the first one raises :class:`InputError`
         (``"<file>: <problem>"``) and ``out`` is not written.
+    psd : detection runs: the noise PSD that whitens G2Net folders and GWOSC files. ``"data"`` (default):
+        estimated from the data being scored, no label read (a folder: the median PSD of its samples, at
+        least 64 of them; a GWOSC segment: its running median Welch PSD); ``"training"``: the run's stored
+        training PSD. Prepared sets were whitened when prepared. The ``psd`` column records which.
     """
     loaded = load_run(run)
     task = loaded[1]
     table = _Table(task, on_error)
     inputs = [Path(p) for p in inputs]
     if task.kind == "strain":
-        _predict_strain(table, run, inputs, loaded, batch_size)
+        _predict_strain(table, run, inputs, loaded, batch_size, psd or "data")
+    elif psd is not None:
+        raise InputError(run, f"a '{task.name}' run; the choice of noise PSD (psd={psd!r}) is for detection runs")
     else:
         _predict_spectra(table, inputs, loaded, batch_size, workers or default_workers())
     if out is not None:

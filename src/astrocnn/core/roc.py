@@ -1,4 +1,5 @@
-"""ROC curve, ROC AUC, TPR at a fixed FPR and bootstrap intervals; pure numpy.
+"""ROC curve, ROC AUC, TPR at a fixed FPR, bootstrap intervals and the paired comparison of two detectors;
+pure numpy.
 
 Ties between scores are handled like scikit-learn: tied scores form one ROC point, so a tie between a
 positive and a negative counts one half in the AUC (the Mann-Whitney U statistic with mid-ranks). Core
@@ -78,3 +79,47 @@ def bootstrap_auc(y_true, scores, n_boot: int = 1000, seed: int = 0, level: floa
     q = (1.0 - level) / 2.0
     return dict(auc=roc_auc(y, s), low=float(np.quantile(aucs, q)), high=float(np.quantile(aucs, 1 - q)),
                 std=float(aucs.std(ddof=1)) if n_boot > 1 else 0.0)
+
+
+def _auc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUC of each row: positives' scores ``pos`` (R, P) against negatives' ``neg`` (R, N), mid-ranks for ties."""
+    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
+    n_pos, n_neg = pos.shape[1], neg.shape[1]
+    return (ranks[:, :n_pos].sum(axis=1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def paired_bootstrap_auc_difference(y_true, scores_a, scores_b, n_boot: int = 1000, seed: int = 0,
+                                    level: float = 0.95, chunk: int = 200) -> dict[str, float]:
+    """ROC AUC of detector ``a`` minus that of detector ``b`` on the SAME samples, with a paired bootstrap interval.
+
+    Each replicate draws positives and negatives with replacement (stratified, in the original numbers, as
+    :func:`bootstrap_auc`) and scores BOTH detectors on that one draw, so what they share (which samples are
+    hard) cancels in the difference: the interval is that of the difference, far narrower than two separate
+    intervals suggest when the detectors agree on most samples. Identical rankings give a zero-width interval.
+
+    Returns ``diff`` (AUC_a - AUC_b on all samples), ``low`` and ``high`` (percentile interval of the
+    replicates' differences at ``level``), ``std`` (their standard deviation), ``auc_a``, ``auc_b`` and
+    ``frac_not_better`` (the share of replicates in which ``a`` does not beat ``b``: a one-sided bootstrap
+    p-value of "a is better"). ``chunk`` replicates are ranked at a time (memory ~ chunk x samples).
+    """
+    y, a = _check(y_true, scores_a)
+    _, b = _check(y_true, scores_b)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"ROC AUC needs both classes (positives {n_pos}, negatives {n_neg})")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    pos = np.flatnonzero(y)
+    neg = np.flatnonzero(~y)
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    for lo in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - lo)
+        ip = pos[rng.integers(0, n_pos, (m, n_pos))]
+        ineg = neg[rng.integers(0, n_neg, (m, n_neg))]
+        diffs[lo:lo + m] = _auc_rows(a[ip], a[ineg]) - _auc_rows(b[ip], b[ineg])
+    q = (1.0 - level) / 2.0
+    auc_a, auc_b = roc_auc(y, a), roc_auc(y, b)
+    return dict(diff=auc_a - auc_b, low=float(np.quantile(diffs, q)), high=float(np.quantile(diffs, 1 - q)),
+                std=float(diffs.std(ddof=1)) if n_boot > 1 else 0.0, auc_a=auc_a, auc_b=auc_b,
+                frac_not_better=float(np.mean(diffs <= 0.0)))

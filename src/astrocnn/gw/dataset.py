@@ -6,7 +6,9 @@ Gravitational-wave domain, built on the core's HDF5 container (:mod:`astrocnn.co
     /strain          (N, 3, 4096) float32  whitened, band-passed, normalised strain, chunked by rows
     /target          (N,) int8             1 signal, 0 noise only, -1 unknown
     /id              (N,) str              sample id
-    /snr             (N,) float32          injected network SNR (NaN if unknown or noise only)
+    /snr             (N,) float32          network SNR (NaN if unknown or noise only): the truth column named by
+                                           attrs["snr_column"], snr_seen (what the whitener leaves of the
+                                           signal) for sets simulated since it exists, else snr (injected)
     /whitening_psd   (3, 2049) float64     the noise PSD (1/Hz) the strain was whitened with
     /truth/<column>  (N,)                  simulation truth, when the source folder had a truth.csv
     attrs: format="astrocnn-prepared", format_version=1, kind="strain", sample_rate, n_samples, detectors

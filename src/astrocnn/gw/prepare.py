@@ -20,16 +20,17 @@ from astrocnn.core.errors import InputError
 from astrocnn.core.parts import (DEFAULT_PART_SIZE, FINGERPRINT_ATTR, PrepareReport, Parts, canonical, file_signature,
                                  fingerprint, rejects_path)
 from astrocnn.gw.dataset import FORMAT_VERSION, StrainSet, StrainWriter
+from astrocnn.gw.psd import MAX_SAMPLES, data_whitener
 from astrocnn.gw.readers import G2NetIndex, load_g2net_samples, read_g2net
-from astrocnn.gw.whitening import GwPreprocess, Whitener
+from astrocnn.gw.whitening import PAD_S, GwPreprocess, Whitener
 from astrocnn.version import __version__
 
 log = logging.getLogger(__name__)
 
 
-def fit_whitener(index: G2NetIndex, *, alpha: float = 0.2, band: tuple[float, float] | None = (20.0, 500.0),
-                 order: int = 4, max_samples: int | None = None, batch_size: int = 512, workers: int = 1,
-                 on_error: str = "fail") -> Whitener:
+def fit_whitener(index: G2NetIndex, *, alpha: float = 0.0, band: tuple[float, float] | None = (20.0, 500.0),
+                 order: int = 4, pad: float = PAD_S, max_samples: int | None = None, batch_size: int = 512,
+                 workers: int = 1, on_error: str = "fail") -> Whitener:
     """Fit a :class:`Whitener` on the noise-only (target 0) samples of an indexed G2Net folder.
 
     ``on_error="skip"`` leaves unreadable samples out of the fit (``"fail"``: the first one raises)."""
@@ -39,7 +40,7 @@ def fit_whitener(index: G2NetIndex, *, alpha: float = 0.2, band: tuple[float, fl
     if noise.size == 0:
         raise InputError(index.root, "no noise-only (target 0) samples to fit the whitening PSD on; "
                          "pass the training set's whitener")
-    w = Whitener(alpha=alpha, band=band, order=order)
+    w = Whitener(alpha=alpha, band=band, order=order, pad=pad)
     n_bad = 0
     for lo in range(0, noise.size, batch_size):
         rows, _, bad = load_g2net_samples([index.paths[i] for i in noise[lo: lo + batch_size]], workers, on_error)
@@ -71,18 +72,26 @@ def _given_whitener(whitener: Whitener | str | os.PathLike, normalize: str) -> t
                 f"{ref.attrs.get('whitening_fit', '')} (via {ref_path})", ref.preprocessing.get("normalize", normalize))
 
 
-def _fitted_here(job: Parts, index: G2NetIndex, out: Path, fit: dict, workers: int, on_error: str) -> Whitener:
-    """The whitener fitted on this folder's noise-only samples, or the one an interrupted run fitted and kept."""
+def _fitted_here(job: Parts, index: G2NetIndex, out: Path, fit: dict, workers: int, on_error: str
+                 ) -> tuple[Whitener, str]:
+    """The whitener fitted on this folder (its noise-only samples, or all of them without labels) and where
+    its PSD came from; or the one an interrupted run fitted and kept."""
     kept = job.load_arrays("whitener")
     if kept is not None:
         whitener = Whitener.from_state(json.loads(str(kept["config"])), kept["psd"], int(kept["n_fit"]))
-        log.info("%s: whitening PSD taken from the interrupted run (%d noise-only samples)", out, int(whitener.n_fit))
-        return whitener
-    whitener = fit_whitener(index, alpha=fit["alpha"], band=fit["band"], order=fit["order"], max_samples=fit["fit_max"],
-                            workers=workers, on_error=on_error)
+        log.info("%s: whitening PSD taken from the interrupted run (%d samples)", out, int(whitener.n_fit))
+        return whitener, str(kept["source"])
+    settings = dict(alpha=fit["alpha"], band=fit["band"], order=fit["order"], pad=fit["pad"])
+    if fit["psd"] == "data":
+        whitener, est = data_whitener(index, Whitener(**settings), max_samples=fit["fit_max"] or MAX_SAMPLES,
+                                      workers=workers, on_error=on_error)
+        source = est.describe()
+    else:
+        whitener = fit_whitener(index, **settings, max_samples=fit["fit_max"], workers=workers, on_error=on_error)
+        source = f"noise-only samples of {index.root}"
     job.save_arrays("whitener", {"psd": whitener.psd.numpy(), "n_fit": np.array(int(whitener.n_fit)),
-                                 "config": np.array(json.dumps(whitener.config()))})
-    return whitener
+                                 "config": np.array(json.dumps(whitener.config())), "source": np.array(source)})
+    return whitener, source
 
 
 def _prepare_part(index: G2NetIndex, lo: int, hi: int, module: GwPreprocess, truth_cols: Sequence[str],
@@ -128,7 +137,8 @@ def _merge(job: Parts, report: PrepareReport, index: G2NetIndex, module: GwPrepr
     with StrainWriter(report.out, sample_rate=w.sample_rate, n_samples=w.n_samples, preprocessing=module.config(),
                       whitening_psd=w.psd.numpy(), whitening_fit=source_fit, whitening_n_fit=int(w.n_fit),
                       source=source, truth_columns={c: ("U" if c == "approximant" else "f") for c in truth_cols},
-                      attrs={FINGERPRINT_ATTR: job.key}, expected_rows=kept) as writer:
+                      attrs={FINGERPRINT_ATTR: job.key, "snr_column": index.snr_column},
+                      expected_rows=kept) as writer:
         for i in range(job.n):
             cols, _ = job.read(i)
             if len(cols["id"]):
@@ -139,6 +149,20 @@ def _merge(job: Parts, report: PrepareReport, index: G2NetIndex, module: GwPrepr
     job.complete()
 
 
+def _checked(directory, whitener, on_error: str, psd: str, part_size: int | None) -> int:
+    """prepare_g2net's choices checked; the part size to use."""
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    if psd not in ("noise", "data"):
+        raise ValueError(f"psd must be 'noise' or 'data', got {psd!r}")
+    if whitener is not None and psd != "noise":
+        raise InputError(directory, "give either a whitener to use or psd='data' to estimate one here, not both")
+    part_size = DEFAULT_PART_SIZE if part_size is None else int(part_size)
+    if part_size < 1:
+        raise ValueError(f"part_size must be at least 1, got {part_size}")
+    return part_size
+
+
 def prepare_g2net(
     directory: str | os.PathLike,
     out: str | os.PathLike,
@@ -146,20 +170,24 @@ def prepare_g2net(
     workers: int | None = None,
     *,
     normalize: str = "channel",
-    alpha: float = 0.2,
+    alpha: float = 0.0,
     band: tuple[float, float] | None = (20.0, 500.0),
     order: int = 4,
+    pad: float = PAD_S,
     fit_max: int | None = None,
     batch_size: int = 256,
     split: str | None = None,
     on_error: str = "fail",
     force: bool = False,
     part_size: int | None = None,
+    psd: str = "noise",
 ) -> Path:
     """Whiten, band-pass and normalise every sample of a G2Net-layout folder into a prepared set at ``out``.
 
-    ``whitener``: None fits one on the noise-only samples of ``directory`` (a TRAINING set; at most
-    ``fit_max``); for an evaluation set pass the training set's :class:`Whitener` or its prepared file, so the
+    ``whitener``: None fits one on ``directory`` itself: with ``psd="noise"`` (default) the average PSD of its
+    noise-only samples (a TRAINING set; at most ``fit_max``), with ``psd="data"`` the label-free median PSD
+    of all its samples (:func:`~astrocnn.gw.psd.folder_psd`; any set, evaluation sets included, since no
+    label is read). Otherwise pass the training set's :class:`Whitener` or its prepared file, so the
     evaluation labels never shape the preprocessing. ``workers`` threads read the .npy files (default 4).
     ``on_error``: ``"fail"`` (default) raises :class:`InputError` at the first unreadable sample and writes
     nothing; ``"skip"`` leaves such samples out and lists them with their reason in ``<out stem>.rejects.csv``.
@@ -169,22 +197,18 @@ def prepare_g2net(
     an interrupted run started again skips what was done and writes the same file as an uninterrupted
     run; an up-to-date ``out`` is left alone unless ``force``. Returns ``out``.
     """
-    if on_error not in ("skip", "fail"):
-        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-    part_size = DEFAULT_PART_SIZE if part_size is None else int(part_size)
-    if part_size < 1:
-        raise ValueError(f"part_size must be at least 1, got {part_size}")
+    part_size = _checked(directory, whitener, on_error, psd, part_size)
     out = Path(out)
     index = read_g2net(directory, split=split)
     n_threads = 4 if workers is None else max(1, int(workers))
     fit = None
     if whitener is None:
-        fit = {"alpha": alpha, "band": band, "order": order, "fit_max": fit_max}
+        fit = {"alpha": alpha, "band": band, "order": order, "pad": pad, "fit_max": fit_max, "psd": psd}
         whitener_settings: Any = {"fit": fit}
-        source_fit = f"noise-only samples of {directory}"
+        source_fit = ""
     else:
         whitener, whitener_settings, source_fit, normalize = _given_whitener(whitener, normalize)
-    truth_cols = [c for c in index.truth if c not in ("target", "snr")]
+    truth_cols = [c for c in index.truth if c not in ("target", index.snr_column)]
     bounds = [(lo, min(len(index), lo + part_size)) for lo in range(0, len(index), part_size)]
     try:
         part_keys = [_part_key(index, lo, hi, truth_cols) for lo, hi in bounds]
@@ -207,7 +231,7 @@ def prepare_g2net(
             job.complete()
             return out
         if fit is not None:
-            whitener = _fitted_here(job, index, out, fit, n_threads, on_error)
+            whitener, source_fit = _fitted_here(job, index, out, fit, n_threads, on_error)
         module = GwPreprocess(whitener, normalize)
         for i in job.todo:
             job.write(i, *_prepare_part(index, *bounds[i], module, truth_cols, batch_size, n_threads, on_error))

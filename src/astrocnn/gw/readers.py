@@ -37,8 +37,9 @@ class G2NetIndex:
     """The samples of a G2Net-layout folder.
 
     ids (N,) str; paths (N,) of the .npy files; target (N,) int8, -1 where unknown; snr (N,) float64, the
-    injected network SNR from truth.csv (NaN where unknown or for noise-only samples); truth: the other
-    truth.csv columns (str arrays, empty string where unknown), empty without a truth file.
+    network SNR from truth.csv (NaN where unknown or for noise-only samples): ``snr_seen``, what the whitener
+    leaves of the signal, where the file has it, else the injected ``snr`` (``snr_column`` says which);
+    truth: the other truth.csv columns (str arrays, empty string where unknown), empty without a truth file.
     """
 
     root: Path
@@ -47,6 +48,7 @@ class G2NetIndex:
     target: np.ndarray
     snr: np.ndarray
     truth: dict[str, np.ndarray] = field(default_factory=dict)
+    snr_column: str = ""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -109,6 +111,7 @@ def read_g2net(directory: str | os.PathLike, labels: bool = True, split: str | N
     target = np.full(n, -1, dtype=np.int8)
     snr = np.full(n, np.nan)
     truth: dict[str, np.ndarray] = {}
+    snr_column = ""
     if labels:
         search = [samples_dir, samples_dir.parent] if split else [root, root.parent]
         pos = {k: i for i, k in enumerate(ids)}
@@ -143,9 +146,13 @@ def read_g2net(directory: str | os.PathLike, labels: bool = True, split: str | N
                 if i is not None:
                     for c in columns:
                         truth[c][i] = r[c]
-            if "snr" in truth:
-                snr = np.array([float(v) if v else math.nan for v in truth["snr"]])
-    return G2NetIndex(root=samples_dir, ids=ids, paths=paths, target=target, snr=snr, truth=truth)
+            # what the network is given, where the simulator measured it (sets made before only have "snr")
+            snr_column = "snr_seen" if "snr_seen" in truth and any(truth["snr_seen"]) else (
+                "snr" if "snr" in truth else "")
+            if snr_column:
+                snr = np.array([float(v) if v else math.nan for v in truth[snr_column]])
+    return G2NetIndex(root=samples_dir, ids=ids, paths=paths, target=target, snr=snr, truth=truth,
+                      snr_column=snr_column)
 
 
 def load_g2net_sample(path: str | os.PathLike) -> np.ndarray:

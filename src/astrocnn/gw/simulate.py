@@ -11,7 +11,10 @@ equivalent one from the facts in the design notes (``design/gw-simulation.md``):
   ``AdVDesignSensitivityP1200087`` for V1), plus the large 10-15 Hz bump the real G2Net H1/L1 noise shows;
   the noise is drawn on a 4-s segment and the middle 2 s are kept, so it has no periodic edge;
 * each signal rescaled to a drawn network optimal SNR (20-1000 Hz, against the same PSDs), lognormal with
-  median 8 and sigma 0.5 by default.
+  median 8 and sigma 0.5 by default;
+* with ``noise="varied"``, every detector of every sample gets its own PSD around the design curve (scale,
+  tilt, bumps, spectral lines: :mod:`~astrocnn.gw.noise_variation`), so a network trained on it does not
+  learn one noise curve; the noise is drawn from, and the SNRs measured against, the sample's own PSD.
 
 Time conventions
 ----------------
@@ -21,8 +24,12 @@ each detector sees it ``time_delay_from_geocenter`` later. The sky is fixed to t
 GPS time, ``GPS_REFERENCE`` (the window starts there): since right ascension is drawn uniformly, drawing the
 GPS time as well would only rotate the same isotropic sky, so one time loses nothing and keeps samples cheap.
 
-The injected SNR is the optimal SNR of the part of the signal that lies inside the 2-s window (the data a
-detector sees), computed from a plain FFT of the window, 20-1000 Hz, with the same PSD the noise is drawn from.
+The injected SNR (truth ``snr``) is the optimal SNR of the part of the signal that lies inside the 2-s window,
+computed from a plain FFT of the window, 20-1000 Hz, with the same PSD the noise is drawn from. What a
+network sees is less: the whitener's band-pass stops at 500 Hz and the window cuts the signal's whitened
+response at its ends. Truth ``snr_seen`` is that: :func:`~astrocnn.gw.whitening.whitened_snr` of the
+injected signal through a default :class:`~astrocnn.gw.whitening.Whitener` with the sample's own PSD (the
+network SNR of exactly what the network is given); it is the SNR the readers and the per-SNR tables use.
 Sample ``i`` of a set depends only on ``(seed, i)``, so any number of workers writes the same bytes.
 """
 from __future__ import annotations
@@ -43,6 +50,8 @@ import numpy as np
 from astrocnn.core.errors import require
 from astrocnn.core.io import atomic_path, write_text_atomic
 from astrocnn.core.parallel import map_ordered
+from astrocnn.gw.noise_variation import VariationPrior, draw_variation, varied_psd
+from astrocnn.gw.whitening import whitened_snr, whitening_filter
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,7 @@ SPIN_MAX = 0.99
 GPS_REFERENCE = 1_200_000_000  # GPS time of the window start; see the module docstring
 REFERENCE_DISTANCE_MPC = 100.0  # waveforms are generated here, then rescaled to the drawn SNR
 APPROXIMANTS = ("IMRPhenomPv2", "IMRPhenomD")
+NOISE_KINDS = ("design", "varied")  # one PSD for every sample; a PSD drawn per sample and detector
 
 # Signals and noise are built on a segment twice the window and the middle is kept: the noise then has no
 # periodic edge, and the start of a long inspiral cut by the segment can be tapered outside the window.
@@ -224,12 +234,16 @@ def _noise_amplitude(n_segment: int, sample_rate: float, bump: bool, detectors: 
 
 
 def simulate_noise(rng: np.random.Generator, n: int = N_SAMPLES, sample_rate: float = SAMPLE_RATE,
-                   bump: bool = True, detectors: Sequence[str] = DETECTORS) -> np.ndarray:
+                   bump: bool = True, detectors: Sequence[str] = DETECTORS, psd: np.ndarray | None = None) -> np.ndarray:
     """Stationary Gaussian noise coloured by :func:`noise_psd`: (len(detectors), n) float64 strain.
 
     Drawn in the frequency domain on 2n samples and the middle n kept, so the series is not periodic.
+    ``psd`` (len(detectors), n + 1) in 1/Hz, on the rfft grid of those 2n samples, replaces the design curves.
     """
-    amp = _noise_amplitude(2 * n, float(sample_rate), bool(bump), tuple(detectors))
+    if psd is None:
+        amp = _noise_amplitude(2 * n, float(sample_rate), bool(bump), tuple(detectors))
+    else:
+        amp = np.sqrt(np.asarray(psd, dtype=np.float64) * 2 * n * sample_rate / 4.0)
     g = rng.standard_normal((2,) + amp.shape)
     spec = amp * (g[0] + 1j * g[1])
     spec[:, -1] = spec[:, -1].real * math.sqrt(2.0)  # the Nyquist bin of a real series is real
@@ -417,7 +431,7 @@ def sample_id(seed: int, index: int) -> str:
 
 
 TRUTH_COLUMNS = (
-    "id", "target", "snr", "snr_H1", "snr_L1", "snr_V1",
+    "id", "target", "snr", "snr_H1", "snr_L1", "snr_V1", "snr_seen",
     "mass1", "mass2", "chirp_mass", "mass_ratio", "spin1x", "spin1y", "spin1z", "spin2x", "spin2y", "spin2z",
     "chi_eff", "distance_mpc", "inclination", "coa_phase", "ra", "dec", "polarization", "t_merger",
     "gps_merger", "approximant",
@@ -431,6 +445,36 @@ def _rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generat
     return src, noise
 
 
+def _varied_network_psd(variations, n: int, bump: bool, prior: VariationPrior) -> np.ndarray:
+    freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    rows = []
+    for det, v in zip(DETECTORS, variations):
+        low = bump_psd(freqs) if bump and det in ("H1", "L1") else None
+        rows.append(varied_psd(freqs, noise_psd(det, n, SAMPLE_RATE, bump and det == "V1"), low, v, prior))
+    return np.stack(rows)
+
+
+@functools.lru_cache(maxsize=2)
+def _design_filter(bump: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    return whitening_filter(network_psd(N_SAMPLES, SAMPLE_RATE, bump))
+
+
+def sample_psds(seed: int, index: int, noise: str = "design", bump: bool = True,
+                prior: VariationPrior = VariationPrior()) -> tuple[np.ndarray, np.ndarray]:
+    """The noise PSDs (1/Hz) of sample ``index`` of the set drawn with ``seed``: on the rfft grid of the 2-s
+    window (3, 2049), the one its SNRs are measured against, and of the 4-s segment its noise is drawn on
+    (3, 4097). ``noise="varied"`` draws each detector's variation from the sample's own stream (its third,
+    beside the source's and the noise's, so ``"design"`` samples are unchanged by the option's existence)."""
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"noise must be one of {NOISE_KINDS}, got {noise!r}")
+    if noise == "design":
+        return network_psd(N_SAMPLES, SAMPLE_RATE, bump), network_psd(_SEGMENT, SAMPLE_RATE, bump)
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), 2)))
+    variations = [draw_variation(rng, prior) for _ in DETECTORS]
+    return (_varied_network_psd(variations, N_SAMPLES, bump, prior),
+            _varied_network_psd(variations, _SEGMENT, bump, prior))
+
+
 def simulate_sample(
     seed: int,
     index: int,
@@ -440,26 +484,33 @@ def simulate_sample(
     approximant: str = "IMRPhenomPv2",
     positive_fraction: float = 0.5,
     bump: bool = True,
+    noise: str = "design",
+    prior: VariationPrior = VariationPrior(),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Sample ``index`` of the set drawn with ``seed``: (strain (3, 4096) float64 at 2048 Hz, truth dict).
 
     The label is 1 with probability ``positive_fraction``; a positive carries a signal rescaled to a network
     SNR ~ lognormal(``snr_median``, ``snr_sigma``). Truth holds every source parameter (NaN for negatives),
-    the injected network and per-detector SNRs, and the luminosity distance the SNR implies.
+    the injected network and per-detector SNRs, ``snr_seen`` (what the whitener leaves of it; see the module
+    docstring) and the luminosity distance the SNR implies. ``noise``: ``"design"`` or ``"varied"`` (a PSD
+    per sample and detector drawn from ``prior``, :func:`sample_psds`).
     """
     src, noise_rng = _rngs(seed, index)
     target = int(src.random() < positive_fraction)
     params = draw_parameters(src, approximant)
     snr_goal = float(snr_median * math.exp(snr_sigma * src.standard_normal()))
-    strain = simulate_noise(noise_rng, bump=bump)
+    psd, psd_segment = sample_psds(seed, index, noise, bump, prior) if noise != "design" else (None, None)
+    strain = simulate_noise(noise_rng, bump=bump, psd=psd_segment)
     truth: dict[str, Any] = {c: math.nan for c in TRUTH_COLUMNS}
     truth.update(id=sample_id(seed, index), target=target, approximant=approximant if target else "")
     if target:
         signal = detector_signals(params, approximant)
-        snrs = optimal_snr(signal, bump=bump)
+        snrs = optimal_snr(signal, bump=bump, psd=psd)
         net = float(np.sqrt(np.sum(snrs ** 2)))
         scale = snr_goal / net
         strain += scale * signal
+        seen = whitened_snr(scale * signal, psd, filt=_design_filter(bump) if psd is None else whitening_filter(psd))
+        truth["snr_seen"] = float(np.sqrt(np.sum(seen ** 2)))
         params.distance_mpc = REFERENCE_DISTANCE_MPC / scale
         truth.update({k: v for k, v in asdict(params).items()})
         truth.update(
@@ -518,6 +569,8 @@ def simulate_g2net(
     split: str = "train",
     bump: bool = True,
     chunk: int = 200,
+    noise: str = "design",
+    prior: VariationPrior | None = None,
 ) -> Path:
     """Write ``n`` simulated samples in Kaggle's G2Net layout under ``out_dir``; returns ``out_dir``.
 
@@ -526,6 +579,10 @@ def simulate_g2net(
     (``<split>_truth.csv``: every source parameter and the injected SNRs; empty cells for negatives) and
     ``simulation.json`` (the settings). Every file is written atomically. ``workers`` processes (default:
     all cores) give the same bytes as one, since each sample depends only on ``(seed, index)``.
+    ``noise``: ``"design"`` (every sample's noise from the design curves) or ``"varied"`` (a PSD drawn per
+    sample and detector around them, :mod:`~astrocnn.gw.noise_variation`: train on this so the network does
+    not learn one noise curve). ``prior``: the ranges of those variations (default :class:`VariationPrior`;
+    another one makes a test set whose noise is unlike the training noise's).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -533,11 +590,14 @@ def simulate_g2net(
         raise ValueError(f"approximant must be one of {APPROXIMANTS}, got {approximant!r}")
     if not 0.0 <= positive_fraction <= 1.0:
         raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"noise must be one of {NOISE_KINDS}, got {noise!r}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     out_dir = Path(out_dir)
+    prior = VariationPrior() if prior is None else prior
     kwargs = dict(snr_median=snr_median, snr_sigma=snr_sigma, approximant=approximant,
-                  positive_fraction=positive_fraction, bump=bump)
+                  positive_fraction=positive_fraction, bump=bump, noise=noise, prior=prior)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     # several chunks per worker so a worker that drew the slow (low-mass, long) waveforms does not finish last
     chunk = max(1, min(int(chunk), math.ceil(n / (4 * workers))))
@@ -561,9 +621,13 @@ def simulate_g2net(
             w = csv.writer(fh)
             w.writerow(TRUTH_COLUMNS)
             w.writerows([_fmt(r[c]) for c in TRUTH_COLUMNS] for r in rows)
-    settings = dict(kwargs, n=n, seed=seed, split=split, sample_rate=SAMPLE_RATE, n_samples=N_SAMPLES,
+    settings = dict({k: v for k, v in kwargs.items() if k != "prior"}, n=n, seed=seed, split=split,
+                    sample_rate=SAMPLE_RATE, n_samples=N_SAMPLES,
                     detectors=list(DETECTORS), f_low=F_LOW, snr_band=list(SNR_BAND),
-                    merger_window=list(MERGER_WINDOW), gps_reference=GPS_REFERENCE, generator="astrocnn.gw.simulate")
+                    merger_window=list(MERGER_WINDOW), gps_reference=GPS_REFERENCE, generator="astrocnn.gw.simulate",
+                    snr_seen="whitened_snr through a default Whitener (padded, band 20-500 Hz), the sample's own PSD")
+    if noise == "varied":
+        settings["noise_variation"] = asdict(prior)
     write_text_atomic(out_dir / ("simulation.json" if split == "train" else f"{split}_simulation.json"),
                       json.dumps(settings, indent=2) + "\n")
     return out_dir

@@ -158,12 +158,15 @@ class DetectTask(Task):
         return columns, table
 
     def prediction_columns(self):
-        return ["id", "source", "gps_centre", "score", "logit", "valid", "error"]
+        # psd: which noise PSD whitened the input (data: estimated from the data scored, label-free; training:
+        # the run's; prepared set: the set's own), so a table says on what footing its scores stand
+        return ["id", "source", "gps_centre", "score", "logit", "valid", "psd", "error"]
 
     def prediction_rows(self, ids, sources, pred):
-        gps, valid = pred.get("gps_centre"), pred.get("valid")
+        gps, valid, psd = pred.get("gps_centre"), pred.get("valid"), pred.get("psd")
         return [[ids[i], sources[i], "" if gps is None else f"{gps[i]:.4f}", f"{pred['score'][i]:.6f}",
-                 f"{pred['logit'][i]:.4f}", "" if valid is None else int(bool(valid[i])), ""] for i in range(len(ids))]
+                 f"{pred['logit'][i]:.4f}", "" if valid is None else int(bool(valid[i])),
+                 "" if psd is None else psd[i], ""] for i in range(len(ids))]
 
     def describe(self):
         return "detect (gravitational-wave signal vs noise; one logit, binary cross-entropy)"
