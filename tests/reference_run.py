@@ -29,7 +29,19 @@ SDSS_FIXTURES = HERE / "data" / "sdss"
 def machine() -> dict[str, str]:
     """What bit-identity depends on: torch's build and the CPU kernels it dispatches to."""
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "cpu": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    """The processor's model name: two CPUs with the same instruction set can still round differently (the
+    same reference, made on one EPYC, differs from another AVX-512 machine in the 6th digit of its losses)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def _tensors(path: Path) -> dict[str, str]:
