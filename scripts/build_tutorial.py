@@ -14,8 +14,8 @@ Python versions, cell ids numbered in order). The notebooks write the paper's fi
     python scripts/build_tutorial.py --check                  # pairs in sync, metadata clean, sizes (no run)
 
 Environment the notebooks read: ``ASTROCNN_TUTORIAL_QUICK`` (1 = quick mode), ``ASTROCNN_TUTORIAL_THREADS``
-(torch threads for training), ``ASTROCNN_DATA`` (the real sample files; default ``../shared/data`` beside the
-repository; absent = simulated stand-ins), ``ASTROCNN_FIGURES`` (default ``docs/figures``),
+(torch threads for training), ``ASTROCNN_DATA`` (the real sample files, ``sdss/``, ``gwosc/`` and ``g2net/``; default
+``../shared/data`` beside the repository; absent = simulated stand-ins), ``ASTROCNN_FIGURES`` (default ``docs/figures``),
 ``ASTROCNN_TUTORIAL_WORK`` (scratch folder; default a new temporary folder). The tests (``tests/test_tutorial.py``) use the functions here.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ TUTORIAL = REPO / "docs" / "tutorial"
 FIGURES = REPO / "docs" / "figures"
 #: a committed notebook must stay below this size (outputs included)
 MAX_BYTES = 2_000_000
-#: the paper's figures and the notebook that draws each (figure 6 comes with notebook 4)
+#: the paper's figures and the notebook that draws each
 PAPER_FIGURES = {
     "fig2_gradient_descent.png": "01_basics",
     "fig3_training.png": "01_basics",

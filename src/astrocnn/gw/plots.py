@@ -7,13 +7,10 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from astrocnn.core.plots import save  # noqa: E402
+from astrocnn.core.plots import save  # first: it chooses matplotlib's backend (Agg unless one is chosen)
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 
 def plot_efficiency_vs_snr(snr: np.ndarray, signal_score: np.ndarray, noise_score: np.ndarray,
