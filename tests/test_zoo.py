@@ -162,3 +162,8 @@ def test_a_shortened_recipe_reproduces_its_card(tmp_path, test_data, capsys):
     assert "Real spectra, as they come" in built.body and "spec-0500-51990-0201" in built.body
     table = load_model(tmp_path / "model").predict([test_data / "sdss"], workers=1)
     assert len(table) == 5 and set(table["class"][table["error"] == ""]) <= set(CLASSES)
+    # the prose can be rewritten without retraining: the same card again from the build's record
+    (tmp_path / "model" / "card.md").unlink()
+    assert main(["-q", "zoo", "build", "sdss", "--out", str(tmp_path), "--card-only"]) == 0
+    assert ModelCard.read(tmp_path / "model" / "card.md").text() == built.text()
+    assert (tmp_path / "model" / "flag_curve.png").stat().st_size > 5000

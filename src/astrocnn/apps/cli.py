@@ -213,6 +213,8 @@ def _add_train_and_apply(sub) -> None:
                    help="real spectra with an index.csv of the pipeline's answers, scored in the card (if present)")
     s.add_argument("--check", type=Path, default=None,
                    help="a model card: fail (exit 2) unless this build's held-out numbers are within its tolerances")
+    s.add_argument("--card-only", action="store_true",
+                   help="rewrite OUT/model's card and figure from OUT/build.json (after editing the card's notes)")
     s.add_argument("--workers", type=int, default=None)
 
     s = sub.add_parser("bench", help="measure throughputs on this machine (conv direct vs FFT, loader, simulators, predict)")
@@ -454,10 +456,13 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_zoo(args) -> int:
-    from astrocnn.zoo.build import build_card
+    from astrocnn.zoo.build import build_card, write_card
     from astrocnn.zoo.cards import check
     from astrocnn.zoo.registry import ModelCard
 
+    if args.card_only:
+        print(write_card(args.out))
+        return 0
     seeds = tuple(int(v) for v in args.seeds.split(","))
     card_path = build_card(args.name, args.out, seeds=seeds, scale=args.scale, workers=args.workers, real=args.real,
                            command="astrocnn " + " ".join(sys.argv[1:]))
