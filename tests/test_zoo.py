@@ -111,6 +111,9 @@ def test_model_identity_pins_and_refuses_tampering(toy_model, tmp_path):
         read_model(copy)
     with pytest.raises(InputError, match="no model 'nonexistent'"):
         find_model("nonexistent")
+    (copy / "card.md").unlink()
+    with pytest.raises(InputError, match="card.md: the model has no card"):
+        read_model(copy, verify=False).card()
 
 
 def test_model_answers_files_folders_and_sets_in_order(toy_model, test_data, tmp_path):

@@ -130,7 +130,12 @@ class ModelCard:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "ModelCard":
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(path, "the model has no card (every ready-made model ships one)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(path, f"cannot read the model card ({exc})") from None
         if not text.startswith("---\n"):
             raise InputError(path, "a model card starts with YAML front matter between '---' lines")
         head, sep, body = text[4:].partition("\n---\n")
