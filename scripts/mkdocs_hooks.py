@@ -11,6 +11,10 @@ preprocessor rewrites them for the page they now sit on:
   it -> ``that-page.md#anchor``;
 - a path to a repository file outside ``docs/`` (which the site does not publish) -> the link text alone.
 
+The model cards shipped in the package (``src/astrocnn/zoo/models/NAME/card.md``) are rendered where a page has
+the line ``<!-- astrocnn:model-cards -->``: their front matter as a table, their text with headings one level
+down, and the figures beside them published under ``models/NAME/``.
+
 Anything else is left for MkDocs' link validation (``--strict`` fails on what it cannot resolve). Fenced code is
 never touched.
 
@@ -45,6 +49,10 @@ NB_MERMAID = re.compile(r'<script type="module">(?:(?!</script>).)*?mermaid(?:(?
 #: an asset fetched from another site: script or image sources, style sheets, imports, CSS urls
 EXTERNAL = re.compile(r'<(?:script|img|iframe|source)\b[^>]*\ssrc="(?:https?:)?//|<link\b[^>]*\shref="(?:https?:)?//'
                       r'|import\(\s*["\'](?:https?:)?//|url\(\s*["\']?(?:https?:)?//')
+#: where a page wants the model cards
+CARDS_MARK = "<!-- astrocnn:model-cards -->"
+#: the model folders, relative to the repository
+MODELS = Path("src/astrocnn/zoo/models")
 log = logging.getLogger("mkdocs.hooks.astrocnn")
 
 #: state shared between the hooks and the preprocessor (MkDocs renders one page at a time)
@@ -145,8 +153,50 @@ def on_config(config, **kwargs):
     return config
 
 
+def render_card(text: str, name: str) -> str:
+    """A model card (Markdown with YAML front matter) as a section of a page: the front matter as a table, the
+    headings one level down, images pointing at ``models/NAME/``."""
+    import yaml  # MkDocs depends on PyYAML
+
+    _, front, body = text.split("---\n", 2)
+    meta = yaml.safe_load(front) or {}
+    rows = ["| field | value |", "|---|---|"]
+    for key, value in meta.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        cell = str(value).replace("|", "\\|")
+        rows.append(f"| {key} | {cell} |")
+    out, fenced = [], False
+    for line in body.strip("\n").split("\n"):
+        if FENCE.match(line.strip()):
+            fenced = not fenced
+        if not fenced and HEADING.match(line) and not line.startswith("######"):
+            line = "#" + line
+        out.append(LINK.sub(lambda m: f"{m.group(1)}[{m.group(2)}](models/{name}/{m.group(3)})"
+                            if m.group(1) and "/" not in m.group(3) and ":" not in m.group(3) else m.group(0), line))
+    return "\n".join(["\n".join(out[:1]), "", *rows, "", *out[1:]])
+
+
+def model_cards(repo: Path) -> str:
+    """Every shipped model's card, rendered (see :func:`render_card`)."""
+    cards = sorted((repo / MODELS).glob("*/card.md"))
+    return "\n\n".join(render_card(c.read_text(encoding="utf-8"), c.parent.name) for c in cards) or "(none yet)"
+
+
+def on_files(files, config, **kwargs):
+    from mkdocs.structure.files import File
+    repo = Path(config["config_file_path"]).resolve().parent
+    for png in sorted((repo / MODELS).glob("*/*.png")):
+        files.append(File.generated(config, f"models/{png.parent.name}/{png.name}", abs_src_path=str(png)))
+    return files
+
+
 def on_page_markdown(markdown, page, **kwargs):
     STATE["page"] = page.file.src_uri
+    if CARDS_MARK in markdown:
+        markdown = markdown.replace(CARDS_MARK, model_cards(STATE["repo"]))
     return markdown
 
 
@@ -170,5 +220,5 @@ def on_post_build(config, **kwargs):
         log.warning("external asset (the site must read offline): %s", item)
 
 
-__all__ = ["on_config", "on_page_markdown", "on_post_page", "on_post_build", "rewrite", "readme_sections",
+__all__ = ["on_config", "on_files", "on_page_markdown", "render_card", "model_cards", "on_post_page", "on_post_build", "rewrite", "readme_sections",
            "headings", "external_assets"]

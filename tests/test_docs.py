@@ -92,3 +92,25 @@ def test_docstrings_read_as_markdown():
     assert "**Parameters**" in out and "----------" not in out
     assert "- `path`: output file.\n- `flux`, `ivar`: (n, n_pix) arrays,\n  continued here.\n\nAfter the list." in out
     assert "\n    from astrocnn import x   # an indented example" in out
+
+
+def test_a_model_card_renders_as_a_section_with_its_figures_under_models():
+    card = ("---\nname: m\nmetrics:\n  accuracy: 0.91234\ntraining_seeds:\n- 0\n- 1\n---\n\n# `m` 1.0: a model\n\n"
+            "Text | with a bar.\n\n```bash\n# a comment, not a heading\n```\n\n## Scores\n\n![curve](flag_curve.png) "
+            "[site](https://example.org/a.png)\n")
+    out = hooks.render_card(card, "m")
+    lines = out.split("\n")
+    assert lines[0] == "## `m` 1.0: a model" and "### Scores" in lines
+    assert "| metrics | accuracy: 0.9123 |" in lines and "| training_seeds | 0, 1 |" in lines
+    assert "# a comment, not a heading" in lines  # fenced code untouched
+    assert "![curve](models/m/flag_curve.png)" in out and "(https://example.org/a.png)" in out
+
+
+def test_the_readmes_model_figures_are_the_shipped_ones():
+    """The README shows each shipped model's flag figure from docs/figures (GitHub renders the README there);
+    it must be the very figure the build drew beside the model's card."""
+    shipped = sorted((REPO_ROOT / "src" / "astrocnn" / "zoo" / "models").glob("*/flag_curve.png"))
+    assert shipped, "the sdss model ships its flag figure"
+    for png in shipped:
+        copy = DOCS / "figures" / f"{png.parent.name}_flag_curve.png"
+        assert copy.exists() and copy.read_bytes() == png.read_bytes(), f"{copy} is not {png}: copy it again"

@@ -210,6 +210,18 @@ def build_card(name: str, out: str | os.PathLike, *, seeds: tuple[int, ...] = (0
     return write_card(out)
 
 
+def training_seconds(runs: Path) -> float:
+    """The training time of every run of a build, from each run's history (the time since its start at its
+    last epoch), so that a build resumed over several invocations still states its whole cost."""
+    total = 0.0
+    for history in sorted(runs.glob("*/history.csv")):
+        lines = history.read_text().splitlines()
+        if len(lines) > 1:
+            head, last = lines[0].split(","), lines[-1].split(",")
+            total += float(last[head.index("time_s")]) if "time_s" in head else 0.0
+    return total
+
+
 def write_card(out: str | os.PathLike) -> Path:
     """The card and the flag figure of ``out/model`` from what the build recorded in ``out/build.json``, with
     today's hand-written notes: rewriting the prose needs no retraining or rescoring."""
@@ -217,6 +229,7 @@ def write_card(out: str | os.PathLike) -> Path:
     if not record.exists():
         raise InputError(record, "no build here to write a card from: run astrocnn zoo build first")
     doc = json.loads(record.read_text())
+    doc["training_s"] = training_seconds(Path(out) / "runs")
     model_dir = Path(out) / "model"
     flags = doc["per_seed"][0]["heldout"]["flags"]
     plot_flag_curves(flags["curves"], flags["operating"], model_dir / FLAG_FIGURE)

@@ -150,7 +150,9 @@ def sdss_card(build: dict[str, Any], real_rows: list[dict] | None, notes: dict[s
     meta = json.loads(json.dumps(meta, default=str))  # plain data for YAML
     body = ["", f"# `sdss` {meta['version']}: class and redshift for SDSS spectra", "", notes.get("intended_use", ""), "",
             "## How it was made", "", notes.get("training", ""), "", f"```bash\n{meta['command']}\n```", "",
-            f"Built in {meta['duration_s'] / 60:.0f} min on {build['machine'].get('processor')} "
+            (f"Training took {build['training_s'] / 60:.0f} min in all (the runs' own clocks, over resumed "
+             f"invocations); the last invocation {meta['duration_s'] / 60:.0f} min, " if build.get("training_s") else "Built in "
+             f"{meta['duration_s'] / 60:.0f} min ") + f"on {build['machine'].get('processor')} "
             f"({build['machine'].get('cpus')} CPUs, torch {build['machine'].get('torch')}).", "",
             "## Held-out simulated survey", "", *_class_table(scores), "", *_flag_lines(scores.get("flags")),
             "Quasars by redshift:", "", *_binned_table(scores["qso"].get("per_z", []), "z", 6000), "",
