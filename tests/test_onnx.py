@@ -153,7 +153,10 @@ def _same_answers(torch_model, onnx_model, inputs):
 
 def _same_rows(cols, rows_a, rows_b):
     """Class, z, z_conf and zwarn (and every other column but the probabilities and z_err) identical."""
-    assert len(rows_a) == len(rows_b) >= 8 and sum(1 for r in rows_a if not r[-1]) >= 5
+    # the 5 committed fixtures (2 of them usable) and, where ../shared/data is, its 10 real files
+    real = (SHARED_DATA / "sdss").is_dir()
+    assert len(rows_a) == len(rows_b) >= (15 if real else 5)
+    assert sum(1 for r in rows_a if not r[-1]) >= (12 if real else 2)
     exact = [cols.index(c) for c in ("id", "source", "class", "z", "z_conf", "zwarn", "snr", "coverage", "error")]
     for ra, rb in zip(rows_a, rows_b):
         assert [ra[i] for i in exact] == [rb[i] for i in exact]

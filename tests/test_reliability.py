@@ -375,13 +375,15 @@ def test_predict_g2net_folder_on_error_skip_and_fail(runs, tmp_path, capsys):
     g2 = _g2net_folder(tmp_path / "g2", n=6, bad=(2,))
     out = tmp_path / "scores.csv"
     run = str(runs / "detect")
-    assert main(["-q", "predict", run, str(g2), "--out", str(out)]) == 0
+    # six samples: too few for a PSD of their own (at least 64), so the run's training PSD whitens them
+    assert main(["-q", "predict", run, str(g2), "--out", str(out), "--psd", "training"]) == 0
     rows = read_csv(out)
     assert len(rows) == 6 and [bool(r["error"]) for r in rows] == [False, False, True, False, False, False]
     assert rows[2]["id"] == "0000000002" and rows[2]["source"].endswith("0000000002.npy")
     assert "shape (2, 4096)" in rows[2]["error"] and rows[2]["score"] == ""
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows if not r["error"])
-    assert main(["-q", "predict", run, str(g2), "--out", str(tmp_path / "f.csv"), "--on-error", "fail"]) == 2
+    assert main(["-q", "predict", run, str(g2), "--out", str(tmp_path / "f.csv"), "--on-error", "fail",
+                 "--psd", "training"]) == 2
     line = last_error_line(capsys.readouterr().err)
     assert "0000000002.npy: strain has shape (2, 4096)" in line and not (tmp_path / "f.csv").exists()
 
