@@ -246,3 +246,40 @@ def test_real_data_report(detect_run):
         assert 1 <= e["event_rank"] <= e["n_windows"]
         assert e["event_in_top_window"] == (abs(e["top_minus_event_s"]) < 1.0)
         assert e["top_score"] >= e["event_score"]
+
+
+def test_locate_event_by_hand():
+    """A scan by hand: windows every 0.25 s, the highest at centre 101.0; a merger at 101.7 is where training
+    samples had theirs (0.7 s after the centre), so the top window holds it; one 0.3 s later does not."""
+    from astrocnn.apps.gwscan import locate_event
+
+    centres = 100.0 + 0.25 * np.arange(12)
+    score = np.array([0.1, 0.2, 0.3, 0.5, 0.9, 0.6, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1])
+    valid = np.ones(12, bool)
+    valid[-1] = False
+    scan = {"gps_centre": centres, "score": score, "valid": valid, "psd": np.array(["x"] * 12, dtype=object)}
+    r = locate_event(scan, 101.7)
+    assert r["top_window_gps"] == 101.0 and r["top_merger_gps"] == pytest.approx(101.7)
+    assert r["holds_merger"] and r["event_rank"] == 1 and r["n_windows"] == 11 and r["event_in_top_window"]
+    r = locate_event(scan, 102.0)  # its window (centre 101.3 -> 101.25) scores 0.6: second
+    assert not r["holds_merger"] and r["event_rank"] == 2 and r["event_window_gps"] == 101.25
+    with pytest.raises(ValueError, match="no valid window"):
+        locate_event(dict(scan, valid=np.zeros(12, bool)), 101.7)
+
+
+def test_simulated_events_are_found_where_they_are(detect_run):
+    """Loud simulated mergers in 24-s segments (the test network was trained at SNR ~50): the top window of
+    each scan is the one placing the merger where it is."""
+    from astrocnn.apps.gwscan import scan_strain, simulated_events
+
+    root, _, _ = detect_run
+    out = simulated_events(root / "run", n_events=3, seed=1, snr_range=(40.0, 50.0), duration_s=24.0, step_s=0.25)
+    assert out["n_events"] == 3 and len(out["events"]) == 3
+    for e in out["events"]:
+        assert 40.0 <= e["snr"] <= 50.0 and e["n_windows"] == int((24 - 2 - 2) / 0.25) + 1 - 0
+        assert e["event_rank"] <= 2, e
+    assert out["share_holding"] >= 2 / 3, out
+    again = simulated_events(root / "run", n_events=1, seed=1, snr_range=(40.0, 50.0), duration_s=24.0)
+    assert again["events"][0]["gps_merger"] == out["events"][0]["gps_merger"]
+    with pytest.raises(ValueError, match="strain must be"):
+        scan_strain(root / "run", np.zeros((2, 9000)), 0.0)

@@ -571,7 +571,8 @@ t_score = scan["gps_centre"] - T_EVENT + MERGER_SLOT
 print(f"windows of {N / FS:g} s every {STEP} s; scores drawn {MERGER_SLOT} s after each window's centre")
 print(f"{ok.sum()} valid windows of {ok.size}; median score {report['median_score']:.3f}")
 print(f"top window: centre {report['top_minus_event_s']:+.2f} s from {EVENT}, score {report['top_score']:.3f}; "
-      f"the merger is in it: {report['event_in_top_window']}")
+      f"the merger is in it: {report['event_in_top_window']}; it places the merger at "
+      f"{report['top_merger_gps'] - T_EVENT:+.2f} s, within 0.25 s: {report['holds_merger']}")
 print(f"the window with the merger 0.7 s after its centre: score {report['event_score']:.3f}, "
       f"rank {report['event_rank']} of {report['n_windows']}")
 order = np.argsort(-np.where(ok, scan["score"], -1))[:5]

@@ -125,6 +125,9 @@ def _add_baseline(sub) -> None:
                    help="TRAINING folder, prepared training set (.h5), 'design', or 'data' (the median PSD of all "
                         "of --data's samples, no labels read: what predict whitens a folder with) for the noise "
                         "spectrum (default: the data's own noise-only samples, which leaks labels; a warning says so)")
+    s.add_argument("--bank", default="default",
+                   help="template bank: 'default' (252 templates on a grid), 'dense' (the shipped stochastic bank, "
+                        "scripts/gw_bank.py) or a CSV of mass1,mass2,spin1z,spin2z rows")
     s.add_argument("--max-samples", type=int, default=None)
     s.add_argument("--out", type=Path, default=None, help="metrics JSON")
     s.add_argument("--scores-out", type=Path, default=None,
@@ -495,7 +498,7 @@ def _cmd_baseline(args) -> int:
     from astrocnn.gw.baseline import baseline_metrics
 
     m = baseline_metrics(args.data, psd_from=args.psd_from, out=args.out, max_samples=args.max_samples,
-                         scores_out=args.scores_out)
+                         scores_out=args.scores_out, bank=args.bank)
     print(json.dumps({k: v for k, v in m.items() if not isinstance(v, (list, dict))}))
     return 0
 

@@ -68,14 +68,14 @@ def _scores(network, task, x: np.ndarray, batch_size: int) -> dict[str, np.ndarr
     return out
 
 
-def _gwosc_windows(run, loaded, net, n: int, rate: float, step_s: float, psd: str, fftlength: float,
-                   span_s: float, taper_s: float) -> tuple[np.ndarray, np.ndarray, str]:
+def _windows(run, loaded, strain: np.ndarray, gps_start: float, n: int, rate: float, step_s: float, psd: str,
+             fftlength: float, span_s: float, taper_s: float) -> tuple[np.ndarray, np.ndarray, str]:
     """The network inputs of every window of a segment, their GPS centres and which PSD whitened them."""
     _, _, config = loaded
     pre = config.input.get("preprocessing") or {}
     wcfg = pre.get("whitener") or {}
     if psd == "training":
-        windows, centres = sliding_windows(net.strain, net.gps_start, rate, window_s=n / rate, step_s=step_s)
+        windows, centres = sliding_windows(strain, gps_start, rate, window_s=n / rate, step_s=step_s)
         module = load_input_transform(run, loaded)
         with torch.no_grad():
             x = np.concatenate([module(torch.as_tensor(windows[lo: lo + 256])).numpy()
@@ -83,14 +83,52 @@ def _gwosc_windows(run, loaded, net, n: int, rate: float, step_s: float, psd: st
         return x, centres, _training_psd(config)
     band = wcfg.get("band", (20.0, 500.0))
     band = None if band is None else (float(band[0]), float(band[1]))
-    white, how = whiten_running(net.strain, rate, fftlength=fftlength, span_s=span_s, band=band,
+    white, how = whiten_running(strain, rate, fftlength=fftlength, span_s=span_s, band=band,
                                 order=int(wcfg.get("order", 4)), taper_s=taper_s)
-    windows, centres = sliding_windows(white, net.gps_start, rate, window_s=n / rate, step_s=step_s)
+    windows, centres = sliding_windows(white, gps_start, rate, window_s=n / rate, step_s=step_s)
     # the run's own window over the data (none for padded whiteners; Tukey for those stored before padding)
     x = windows * tukey(n, float(wcfg.get("alpha", 0.2)))[None, None, :]
     with torch.no_grad():
         x = Normalize(pre.get("normalize", "channel"))(torch.as_tensor(x)).numpy()
     return x, centres, how
+
+
+def scan_strain(
+    run: str | os.PathLike,
+    strain: np.ndarray,
+    gps_start: float,
+    *,
+    sample_rate: float = 2048.0,
+    step_s: float = 0.25,
+    psd: str = "data",
+    fftlength: float = 4.0,
+    span_s: float = RUNNING_SPAN_S,
+    taper_s: float = 1.0,
+    batch_size: int = 256,
+    loaded: tuple | None = None,
+) -> dict[str, np.ndarray]:
+    """Score a continuous multi-detector segment ``strain`` (C, N) at the run's sample rate in sliding windows.
+
+    What :func:`predict_gwosc` does once the files are read (see it for ``psd`` and the other arguments);
+    ``valid`` here only says the window lies clear of the segment's end tapers.
+    """
+    _check_psd(psd)
+    loaded = _load(run, loaded)
+    network, task, config = loaded
+    rate = float(config.input.get("sample_rate", 2048.0))
+    if abs(rate - float(sample_rate)) > 1e-9:
+        raise ValueError(f"strain at {sample_rate} Hz; the run takes {rate} Hz (resample first)")
+    n = int(config.input["length"])
+    strain = np.asarray(strain, dtype=np.float64)
+    if strain.ndim != 2 or strain.shape[0] != config.model.in_channels or strain.shape[1] < n:
+        raise ValueError(f"strain must be ({config.model.in_channels}, >= {n}), got {strain.shape}")
+    x, centres, how = _windows(run, loaded, strain, gps_start, n, rate, step_s, psd, fftlength, span_s, taper_s)
+    out = _scores(network, task, x, batch_size)
+    starts = np.round((centres - gps_start) * rate - n / 2).astype(np.int64)
+    edge = taper_s * rate
+    valid = (starts >= edge) & (starts + n <= strain.shape[1] - edge)
+    return {"gps_centre": np.asarray(centres, dtype=np.float64), "score": out["score"], "logit": out["logit"],
+            "valid": valid, "psd": np.full(len(centres), how, dtype=object)}
 
 
 def predict_gwosc(
@@ -125,7 +163,7 @@ def predict_gwosc(
     """
     _check_psd(psd)
     loaded = _load(run, loaded)
-    network, task, config = loaded
+    config = loaded[2]
     rate = float(config.input.get("sample_rate", 2048.0))
     n = int(config.input["length"])
     net = gwosc_network(list(paths), sample_rate=rate, missing=missing, seed=seed, require=require)
@@ -133,20 +171,17 @@ def predict_gwosc(
         raise InputError(paths[0], f"{net.strain.shape[0]} detectors; the model takes {config.model.in_channels}")
     if net.strain.shape[1] < n:
         raise InputError(paths[0], f"{net.duration:.2f} s of shared data; the model needs windows of {n / rate:g} s")
-    x, centres, how = _gwosc_windows(run, loaded, net, n, rate, step_s, psd, fftlength, span_s, taper_s)
-    out = _scores(network, task, x, batch_size)
-    # validity: DQ of the real detectors over the window, and clear of the whitening tapers
+    out = scan_strain(run, net.strain, net.gps_start, sample_rate=rate, step_s=step_s, psd=psd, fftlength=fftlength,
+                      span_s=span_s, taper_s=taper_s, batch_size=batch_size, loaded=loaded)
+    # validity: DQ of the real detectors over the window, as well as clear of the whitening tapers
     real = np.flatnonzero(net.available)
     good = net.valid[real].all(axis=0) if real.size else np.ones(net.strain.shape[1], bool)
     bad_cum = np.r_[0, np.cumsum(~good)]
-    starts = np.round((centres - net.gps_start) * rate - n / 2).astype(np.int64)
-    valid = (bad_cum[starts + n] - bad_cum[starts]) == 0
-    edge = taper_s * rate
-    valid &= (starts >= edge) & (starts + n <= net.strain.shape[1] - edge)
-    log.info("%d windows of %g s over %.1f s from GPS %.3f; max score %.4g (%s)", len(centres), n / rate,
-             net.duration, net.gps_start, float(out["score"].max()) if len(centres) else float("nan"), how)
-    return {"gps_centre": np.asarray(centres, dtype=np.float64), "score": out["score"], "logit": out["logit"],
-            "valid": valid, "psd": np.full(len(centres), how, dtype=object)}
+    starts = np.round((out["gps_centre"] - net.gps_start) * rate - n / 2).astype(np.int64)
+    out["valid"] &= (bad_cum[starts + n] - bad_cum[starts]) == 0
+    log.info("%d windows of %g s over %.1f s from GPS %.3f; max score %.4g (%s)", len(starts), n / rate,
+             net.duration, net.gps_start, float(out["score"].max()) if len(starts) else float("nan"), out["psd"][0])
+    return out
 
 
 def predict_g2net_dir(
@@ -208,34 +243,95 @@ def predict_g2net_dir(
             "error": error}
 
 
+HOLD_TOLERANCE_S = 0.25  # the top window "holds the merger" when it places it this close to the true time
+
+
+def locate_event(scan: dict[str, np.ndarray], gps_event: float, window_s: float = 2.0,
+                 merger_offset_s: float = 0.7, tolerance_s: float = HOLD_TOLERANCE_S) -> dict:
+    """Where a known merger at ``gps_event`` ranks in a scan (:func:`scan_strain`, :func:`predict_gwosc`).
+
+    The window "at the merger position the training samples had" is the one whose centre lies
+    ``merger_offset_s`` before the merger (1.7 s into a 2-s window, the middle of the simulator's 1.5-1.9 s).
+    Returns ``n_windows`` (valid ones), ``top_window_gps``, ``top_score``, ``top_minus_event_s``,
+    ``top_merger_gps`` (where the top window places the merger: its centre + ``merger_offset_s``),
+    ``holds_merger`` (that lies within ``tolerance_s`` of the event), ``event_in_top_window`` (the merger lies
+    anywhere in the top window), ``event_window_gps``, ``event_score``, ``event_rank`` (1 = the highest score
+    of the valid windows), ``median_score`` and ``psd``.
+    """
+    centres, scores = scan["gps_centre"][scan["valid"]], scan["score"][scan["valid"]]
+    if centres.size == 0:
+        raise ValueError("no valid window (data-quality gaps or too short a segment)")
+    top = int(np.argmax(scores))
+    ev = int(np.argmin(np.abs(centres - (gps_event - merger_offset_s))))
+    top_merger = float(centres[top] + merger_offset_s)
+    return {
+        "n_windows": int(centres.size), "top_window_gps": float(centres[top]), "top_score": float(scores[top]),
+        "top_minus_event_s": float(centres[top] - gps_event), "top_merger_gps": top_merger,
+        "holds_merger": bool(abs(top_merger - gps_event) <= tolerance_s),
+        "event_in_top_window": bool(abs(centres[top] - gps_event) < window_s / 2),
+        "event_window_gps": float(centres[ev]), "event_score": float(scores[ev]),
+        "event_rank": int((scores > scores[ev]).sum()) + 1, "median_score": float(np.median(scores)),
+        "psd": str(scan["psd"][0]),
+    }
+
+
 def event_report(run: str | os.PathLike, paths: Sequence[str | os.PathLike], gps_event: float, *,
                  step_s: float = 0.25, merger_offset_s: float = 0.7, loaded: tuple | None = None,
-                 psd: str = "data") -> dict:
-    """Score a GWOSC segment with :func:`predict_gwosc` and say where its known event ranks.
-
-    Returns ``n_windows`` (valid ones), ``top_window_gps`` and ``top_score``, ``top_minus_event_s``,
-    ``event_in_top_window`` (the merger lies inside the top window's span), ``event_window_gps`` (the valid
-    window that places the merger where the training samples had theirs: ``merger_offset_s`` after the
-    window's centre, 1.7 s into a 2-s window, the middle of the simulator's 1.5-1.9 s), its ``event_score`` and ``event_rank`` (1 = the highest score),
-    the ``median_score`` of the segment and ``psd`` (which noise PSD whitened it, :func:`predict_gwosc`).
-    """
+                 psd: str = "data", return_scan: bool = False) -> dict:
+    """Score a GWOSC segment with :func:`predict_gwosc` and say where its known event ranks
+    (:func:`locate_event`); with ``return_scan`` the scan itself too, under ``scan``."""
     loaded = _load(run, loaded)
     out = predict_gwosc(run, paths, step_s=step_s, loaded=loaded, psd=psd)
     config = loaded[2]
-    half = int(config.input["length"]) / float(config.input.get("sample_rate", 2048.0)) / 2
-    centres, scores = out["gps_centre"][out["valid"]], out["score"][out["valid"]]
-    if centres.size == 0:
-        raise InputError(paths[0], "no valid window (data-quality gaps or too short a segment)")
-    top = int(np.argmax(scores))
-    ev = int(np.argmin(np.abs(centres - (gps_event - merger_offset_s))))
-    return {
-        "n_windows": int(centres.size), "top_window_gps": float(centres[top]), "top_score": float(scores[top]),
-        "top_minus_event_s": float(centres[top] - gps_event),
-        "event_in_top_window": bool(abs(centres[top] - gps_event) < half),
-        "event_window_gps": float(centres[ev]), "event_score": float(scores[ev]),
-        "event_rank": int((scores > scores[ev]).sum()) + 1, "median_score": float(np.median(scores)),
-        "psd": str(out["psd"][0]),
-    }
+    window_s = int(config.input["length"]) / float(config.input.get("sample_rate", 2048.0))
+    try:
+        report = locate_event(out, gps_event, window_s, merger_offset_s)
+    except ValueError as e:
+        raise InputError(paths[0], str(e)) from None
+    if return_scan:
+        report["scan"] = out
+    return report
+
+
+def simulated_events(run: str | os.PathLike, n_events: int = 20, seed: int = 0, *,
+                     snr_range: tuple[float, float] = (8.0, 20.0), duration_s: float = 64.0,
+                     step_s: float = 0.25, psd: str = "data", loaded: tuple | None = None) -> dict:
+    """The event method (:func:`locate_event` over a :func:`scan_strain` scan) on simulated segments with a
+    known merger, before it is trusted on real files.
+
+    Each of ``n_events`` segments is ``duration_s`` of design-curve noise in H1, L1 and V1 with one signal of
+    the simulator's population (IMRPhenomPv2) whose network optimal SNR is uniform in ``snr_range`` and whose
+    merger is uniform in the middle third of the segment; segment ``i`` depends only on (``seed``, ``i``).
+    Returns ``events`` (per segment: the SNR, the merger's GPS time and :func:`locate_event`'s answer) and
+    ``share_holding`` (the share whose top window holds the merger), ``median_rank`` and ``top1_share``.
+    """
+    from astrocnn.gw import simulate as sim
+
+    loaded = _load(run, loaded)
+    rate = sim.SAMPLE_RATE
+    n = int(round(duration_s * rate))
+    weights_psd = sim.network_psd(n, rate)
+    config = loaded[2]
+    window_s = int(config.input["length"]) / float(config.input.get("sample_rate", 2048.0))
+    events = []
+    for i in range(n_events):
+        rng = np.random.default_rng([seed, i, 7])
+        params = sim.draw_parameters(rng)
+        params.t_merger = float(rng.uniform(duration_s / 3, 2 * duration_s / 3))
+        signal = sim.detector_signals(params, "IMRPhenomPv2", n_samples=n)
+        snr = float(rng.uniform(*snr_range))
+        signal *= snr / float(np.sqrt(np.sum(sim.optimal_snr(signal, psd=weights_psd) ** 2)))
+        strain = sim.simulate_noise(rng, n=n) + signal
+        gps_start = float(sim.GPS_REFERENCE)
+        scan = scan_strain(run, strain, gps_start, sample_rate=rate, step_s=step_s, psd=psd, loaded=loaded)
+        found = locate_event(scan, gps_start + params.t_merger, window_s)
+        events.append({"snr": snr, "gps_merger": gps_start + params.t_merger, "chirp_mass": params.chirp_mass,
+                       **found})
+    ranks = np.array([e["event_rank"] for e in events])
+    return {"n_events": n_events, "seed": seed, "snr_range": list(snr_range), "duration_s": duration_s,
+            "share_holding": float(np.mean([e["holds_merger"] for e in events])) if events else float("nan"),
+            "median_rank": float(np.median(ranks)) if events else float("nan"),
+            "top1_share": float(np.mean(ranks == 1)) if events else float("nan"), "events": events}
 
 
 def real_data_report(run: str | os.PathLike, g2net_dir: str | os.PathLike | None = None,

@@ -23,6 +23,7 @@ import numpy as np
 from astrocnn.core import roc
 from astrocnn.core.errors import InputError
 from astrocnn.core.io import write_text_atomic
+from astrocnn.gw.bank import read_bank
 from astrocnn.gw.dataset import StrainSet
 from astrocnn.gw.matched_filter import CoincidentSearch, TemplateBank
 from astrocnn.gw.psd import folder_psd
@@ -128,12 +129,12 @@ def baseline_metrics(
     data_dir: str | os.PathLike,
     psd_from: Any = None,
     out: str | os.PathLike | None = None,
-    bank: TemplateBank | None = None,
+    bank: TemplateBank | str | None = None,
     max_samples: int | None = None,
     snr_bins: Sequence[float] = DEFAULT_SNR_BINS,
     n_boot: int = 1000,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     scores_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Score the labelled samples of a G2Net-layout folder with the matched filter and measure it.
@@ -148,8 +149,15 @@ def baseline_metrics(
     Returns (and writes to ``out`` as JSON, atomically) ``roc_auc``, ``roc_auc_low``/``roc_auc_high`` (95%
     bootstrap), ``tpr_at_fpr_0.01``, ``auc_by_snr`` (each SNR bin's positives against all negatives).
     ``scores_out``: also the per-sample scores as CSV (:func:`write_scores`), for :func:`paired_comparison`.
+    ``bank``: a :class:`TemplateBank`, "default" / None (252 templates), "dense" (the shipped stochastic bank)
+    or a bank CSV (:func:`astrocnn.gw.bank.read_bank`). ``batch_size``: samples per correlation (default: as
+    many as keep the product of samples and templates near 2,000, for memory).
     """
     t0 = time.perf_counter()
+    if bank is None or isinstance(bank, (str, os.PathLike)):
+        bank = read_bank(bank or "default")
+    if batch_size is None:
+        batch_size = max(1, min(8, 2048 // len(bank)))
     index = read_g2net(data_dir)
     keep = np.nonzero(index.target >= 0)[0]
     if keep.size == 0:

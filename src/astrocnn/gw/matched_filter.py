@@ -83,8 +83,10 @@ def _masses(chirp_mass: float, q: float) -> tuple[float, float]:
     return m1, q * m1
 
 
-def _template(m1: float, m2: float, s1z: float, s2z: float, approximant: str, sample_rate: float,
-              n_samples: int, f_low: float) -> np.ndarray:
+def template_waveform(m1: float, m2: float, s1z: float, s2z: float, approximant: str = "IMRPhenomD",
+                      sample_rate: float = SAMPLE_RATE, n_samples: int = N_SAMPLES, f_low: float = 20.0) -> np.ndarray:
+    """One template as the bank holds it: h+ of a face-on source at phase 0, the merger at index 0, at most
+    ``PRE_MERGER_S`` of inspiral wrapped to the end of a ``BUFFER_S`` circular buffer: (buffer samples,) float64."""
     params = SourceParameters(mass1=m1, mass2=m2, spin1x=0.0, spin1y=0.0, spin1z=s1z, spin2x=0.0, spin2y=0.0,
                               spin2z=s2z, inclination=0.0, coa_phase=0.0, ra=0.0, dec=0.0, polarization=0.0,
                               t_merger=0.0)
@@ -117,7 +119,7 @@ def default_chirp_masses(n: int = 28, low: float = 4.0, high: float = 90.0, powe
 def _bank_cached(chirp_masses: tuple, mass_ratios: tuple, spins: tuple, approximant: str, sample_rate: float,
                  n_samples: int, f_low: float, explicit: tuple) -> TemplateBank:
     rows = list(explicit) or [(*_masses(mc, q), s, s) for mc in chirp_masses for q in mass_ratios for s in spins]
-    waves = np.stack([_template(m1, m2, s1, s2, approximant, sample_rate, n_samples, f_low) for m1, m2, s1, s2 in rows])
+    waves = np.stack([template_waveform(m1, m2, s1, s2, approximant, sample_rate, n_samples, f_low) for m1, m2, s1, s2 in rows])
     r = np.array(rows, dtype=np.float64)
     return TemplateBank(mass1=r[:, 0], mass2=r[:, 1], spin1z=r[:, 2], spin2z=r[:, 3], waveforms=waves,
                         sample_rate=sample_rate, n_samples=n_samples, approximant=approximant)
@@ -306,6 +308,21 @@ class CoincidentSearch:
         lags = self.prepared.lags
         self.core_idx = torch.as_tensor(np.nonzero((lags >= lo_t * fs) & (lags <= hi_t * fs))[0])
         self.band, self.alpha = band, alpha
+
+    def optimal_snr(self, signal: np.ndarray) -> np.ndarray:
+        """Optimal SNR (N, C) of noiseless ``signal`` (N, C, 4096) under this search's noise weighting, band and
+        data taper: the largest |snr| any template could give it, so score / sqrt(sum of squares) is the
+        fitting factor of the bank for that signal (:func:`astrocnn.gw.bank.fitting_factors`)."""
+        x = np.asarray(signal, dtype=np.float64)
+        if x.ndim == 2:
+            x = x[None]
+        length = self.bank.buffer_length
+        w = _weights(self.psd, self.bank.sample_rate, self.bank.n_samples, length, self.band)
+        win = tukey(self.bank.n_samples, self.alpha)
+        spec = np.fft.rfft(x * win, n=length, axis=-1)[..., : length // 2]
+        # the filter's inner product (2 / L) sum_k w_k |D_k|^2 over the positive bins it uses (the DC bin is 0)
+        power = (spec.real ** 2 + spec.imag ** 2)[..., 1:] * w[None, :, 1: length // 2]
+        return np.sqrt(2.0 / length * power.sum(axis=-1))
 
     def scores(self, strain: np.ndarray, batch_size: int = 8, return_details: bool = False
                ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:

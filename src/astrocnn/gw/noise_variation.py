@@ -97,3 +97,10 @@ def varied_psd(freqs: np.ndarray, base: np.ndarray, low: np.ndarray | None, v: P
     if low is not None:
         out = out + v.low_scale * np.asarray(low, dtype=np.float64)
     return out
+
+
+# A prior unlike the default one, for a domain-shift test (a network trained on VariationPrior() scored on noise
+# it never saw): every range wider (tilts to +-0.8, scales of sigma 0.5, up to 3 bumps of up to 30x in power,
+# up to 8 lines of 30-3000x, the 10-15 Hz bump 0.25-4x), so most test PSDs lie outside the training draws.
+SHIFTED_PRIOR = VariationPrior(scale_sigma=0.5, tilt_max=0.8, bumps_max=3, bump_height=(1.0, 30.0), lines_max=8,
+                               line_height=(30.0, 3000.0), low_scale=(0.25, 4.0))

@@ -346,22 +346,27 @@ def _segment_grid(sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def detector_signals(params: SourceParameters, approximant: str = "IMRPhenomPv2",
-                     detectors: Sequence[str] = DETECTORS, gps_start: float = GPS_REFERENCE) -> np.ndarray:
+                     detectors: Sequence[str] = DETECTORS, gps_start: float = GPS_REFERENCE,
+                     n_samples: int = N_SAMPLES) -> np.ndarray:
     """The signal each detector records in the 2-s window: (len(detectors), 4096) float64 strain at 2048 Hz.
 
     The waveform is placed on a 4-s segment so the merger (at the Earth's centre) is at ``params.t_merger``
     in the window, projected with the antenna patterns, shifted by each detector's arrival delay in the
-    frequency domain (exact for sub-sample delays), and the middle 2 s are kept.
+    frequency domain (exact for sub-sample delays), and the middle 2 s are kept. ``n_samples``: a window of
+    another length (e.g. a long segment to inject into, the merger ``params.t_merger`` s after its start).
     """
     fs = SAMPLE_RATE
     hp, hc, epoch = polarizations(params, approximant, fs)
     freqs, taper = _segment_grid(fs)
-    start = _KEEP + (params.t_merger + epoch) * fs  # segment index of the waveform's first sample
+    n_segment, keep = (_SEGMENT, _KEEP) if n_samples == N_SAMPLES else (2 * n_samples, n_samples // 2)
+    if n_segment != _SEGMENT:
+        freqs = np.fft.rfftfreq(n_segment, 1.0 / fs)
+    start = keep + (params.t_merger + epoch) * fs  # segment index of the waveform's first sample
     first = math.floor(start)
     frac = start - first
-    seg = np.zeros((2, _SEGMENT))
+    seg = np.zeros((2, n_segment))
     lo = max(0, -first)
-    hi = min(len(hp), _SEGMENT - first)
+    hi = min(len(hp), n_segment - first)
     seg[0, first + lo: first + hi] = hp[lo:hi]
     seg[1, first + lo: first + hi] = hc[lo:hi]
     if first < 0:
@@ -369,13 +374,13 @@ def detector_signals(params: SourceParameters, approximant: str = "IMRPhenomPv2"
         seg[:, : len(taper)] *= taper
     spec = np.fft.rfft(seg, axis=-1)
     g = gmst(gps_start)
-    out = np.empty((len(detectors), _SEGMENT // 2 + 1), dtype=np.complex128)
+    out = np.empty((len(detectors), n_segment // 2 + 1), dtype=np.complex128)
     for k, det in enumerate(detectors):
         fp, fc = antenna_patterns(det, params.ra, params.dec, params.polarization, g)
         delay = frac / fs + float(time_delay_from_geocenter(det, params.ra, params.dec, g))
         out[k] = (fp * spec[0] + fc * spec[1]) * np.exp(-2j * np.pi * freqs * delay)
-    series = np.fft.irfft(out, n=_SEGMENT, axis=-1)
-    return np.ascontiguousarray(series[:, _KEEP: _KEEP + N_SAMPLES])
+    series = np.fft.irfft(out, n=n_segment, axis=-1)
+    return np.ascontiguousarray(series[:, keep: keep + n_samples])
 
 
 @functools.lru_cache(maxsize=8)
