@@ -243,8 +243,8 @@ def _add_demo(sub) -> None:
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
     s.add_argument("--n", type=int, default=None, help="objects to simulate")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--gw-n", type=int, default=3000, help="strain samples for the detection part (0 = leave it out)")
-    s.add_argument("--gw-minutes", type=float, default=2.0, help="training time of the detection part")
+    s.add_argument("--gw-n", type=int, default=6000, help="strain samples for the detection part (0 = leave it out)")
+    s.add_argument("--gw-minutes", type=float, default=6.0, help="training time of the detection part")
 
 
 def create_parser() -> argparse.ArgumentParser:

@@ -251,7 +251,7 @@ def _ready_made(real: Path) -> dict | None:
 
 
 def run_demo(out: str | os.PathLike, n: int | None = None, seed: int = 1, real_sdss: str | os.PathLike | None = None,
-             epochs: int = 8, gw_n: int = 3000, gw_minutes: float = 2.0, real_g2net: str | os.PathLike | None = None,
+             epochs: int = 8, gw_n: int = 6000, gw_minutes: float = 6.0, real_g2net: str | os.PathLike | None = None,
              real_gwosc: str | os.PathLike | None = None) -> Path:
     """Run the demo into folder ``out``; returns ``out/report.md``. ``gw_n = 0`` leaves out detection."""
     out = Path(out)
