@@ -23,6 +23,7 @@ waveforms are regenerated from them. ``DENSE_BANK`` is the one grown by ``script
 """
 from __future__ import annotations
 
+import collections
 import csv
 import logging
 import math
@@ -30,7 +31,6 @@ import os
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -121,11 +121,11 @@ def grow_bank(start: TemplateBank | None = None, n_max: int = 2000, min_match: f
     fs = start.sample_rate
     index = _MatchIndex(network_psd()[0], fs, band)
     rows = [tuple(float(v) for v in r) for r in zip(start.mass1, start.mass2, start.spin1z, start.spin2z)]
-    for r, wave in zip(rows, start.waveforms):
-        index.add(index.whiten(wave), math.log(_chirp_mass(r[0], r[1])))
+    for wave, mc in zip(start.waveforms, start.chirp_mass):
+        index.add(index.whiten(wave), math.log(mc))
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    drawn, recent = 0, []
+    drawn, recent = 0, collections.deque(maxlen=1000)
     while len(rows) < n_max and drawn < max_candidates and time.perf_counter() - t0 < max_seconds:
         p = draw_parameters(rng, "IMRPhenomD")
         row = (p.mass1, p.mass2, p.spin1z, p.spin2z)
@@ -133,7 +133,7 @@ def grow_bank(start: TemplateBank | None = None, n_max: int = 2000, min_match: f
         spec = index.whiten(template_waveform(*row, sample_rate=fs, n_samples=start.n_samples))
         log_mc = math.log(p.chirp_mass)
         keep = index.max_match(spec, log_mc, mc_window) < min_match
-        recent = (recent + [keep])[-1000:]
+        recent.append(keep)
         if keep:
             rows.append(row)
             index.add(spec, log_mc)
@@ -144,10 +144,6 @@ def grow_bank(start: TemplateBank | None = None, n_max: int = 2000, min_match: f
                   recent_acceptance=float(np.mean(recent)) if recent else math.nan)
     bank = make_template_bank(templates=rows, approximant=start.approximant, sample_rate=fs, n_samples=start.n_samples)
     return bank, record
-
-
-def _chirp_mass(m1: float, m2: float) -> float:
-    return (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
 
 
 def write_bank(path: str | os.PathLike, bank: TemplateBank) -> Path:
@@ -183,7 +179,3 @@ def read_bank(source: str | os.PathLike) -> TemplateBank:
     if not rows or any(len(r) != 4 for r in rows):
         raise InputError(path, "a bank needs rows of 4 numbers (mass1, mass2, spin1z, spin2z)")
     return make_template_bank(templates=rows)
-
-
-def bank_names() -> Sequence[str]:
-    return ("default", DENSE_BANK)
